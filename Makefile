@@ -43,7 +43,7 @@ sync: $(STAMP)
 	@echo "sync: notebooks clean, library in sync"
 
 test: setup sync
-	$(BIN)/nbdev-test --n_workers 2 --timing
+	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q tests/
 
 demo: setup
