@@ -47,7 +47,7 @@ test: setup sync
 	$(BIN)/python -m pytest -q tests/
 
 demo: setup
-	$(BIN)/python -m tc2_nb.demo
+	$(BIN)/tc2-demo
 
 lab: setup
 	$(BIN)/jupyter lab nbs/
