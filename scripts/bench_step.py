@@ -1,0 +1,91 @@
+"""Step time of one training step: base SimCLR (2 views) against `+T`, `+TC²` first order and `+TC²` second order.
+
+Setting (issue 4): batch 256, the small CNN, 28 px one-channel images, 2 CPU threads, K=4, m=4, m'=2.
+Each variant runs the trainer's own step (zero_grad, `plain_step`/`bilevel_step`, optimiser and schedule
+step, `after_step`) on random uint8 images; warm-up steps are not timed; the median over timed steps is
+reported with the ratio to base. The variants take turns step by step, so that the load of a shared
+machine affects them alike. METHOD.md's floor for first-order TC² is 14/6 = 2.33x base.
+
+    python scripts/bench_step.py [--steps 6] [--threads 2] [--batch 256] [--device cpu]
+        [--backbone small_cnn] [--size 28] [--channels 1] [--variants base,T,TC2,TC2-2nd]
+"""
+from __future__ import annotations
+import argparse, contextlib, os, statistics, time
+from functools import partial
+import torch
+
+
+def build(variant, args, device):
+    from tc2_nb.train_config import TrainConfig, uses_calibration
+    from tc2_nb.trainer import build_method, build_calibrator, build_outer, representation_dim
+    from tc2_nb.bilevel import Stage1
+    from tc2_nb.views import make_augment
+    v, second = ('TC2', True) if variant == 'TC2-2nd' else (variant, False)
+    cfg = TrainConfig(method=args.method, backbone=args.backbone, variant=v, batch_size=args.batch, n_tasks=4, n_views=4,
+                      n_support=2, second_order=second, epochs=10, device=str(device), probe_every=0)
+    torch.manual_seed(0)
+    method = build_method(cfg, args.channels, args.size).to(device).train()
+    augment = make_augment(method.recipe, args.size, args.channels).to(device)
+    x = (torch.rand(args.batch, args.channels, args.size, args.size, device=device) * 255).to(torch.uint8)
+    stage1 = None
+    if uses_calibration(v):
+        cal = build_calibrator(cfg, representation_dim(method, x, augment)).to(device)
+        stage1 = Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss)
+    opt, sched, _ = build_outer(cfg, method, steps_per_epoch=100)
+    return cfg, method, augment, x, stage1, opt, sched
+
+
+def make_stepper(variant, args, device):
+    "A function that runs one training step of `variant` and returns its wall time."
+    from tc2_nb.bilevel import plain_step, bilevel_step
+    cfg, method, augment, x, stage1, opt, sched = build(variant, args, device)
+    g = torch.Generator(device).manual_seed(0)
+    autocast = partial(torch.autocast, 'cuda', dtype=torch.bfloat16) if device.type == 'cuda' else contextlib.nullcontext
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    def step():
+        sync(); t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        if cfg.variant == 'base': terms, _ = plain_step(method, x, augment, g, autocast=autocast)
+        else:
+            terms, _ = bilevel_step(method, x, augment, g, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
+                                    cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, autocast=autocast)
+        opt.step(); sched.step(); method.after_step(0.5)
+        terms['loss'].item()
+        sync()
+        return time.perf_counter() - t0
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--steps', type=int, default=6); ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=2); ap.add_argument('--batch', type=int, default=256)
+    ap.add_argument('--device', default='cpu'); ap.add_argument('--method', default='simclr')
+    ap.add_argument('--backbone', default='small_cnn'); ap.add_argument('--size', type=int, default=28)
+    ap.add_argument('--channels', type=int, default=1)
+    ap.add_argument('--variants', default='base,T,TC2,TC2-2nd')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f"# {args.method}, {args.backbone}, {args.size}px x{args.channels}, batch {args.batch}, K=4 m=4 m'=2, "
+          f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
+          f"threads {args.threads}, torch {torch.__version__}, load average before {load:.2f}")
+    # variants take turns, one step each per round, so that a change in the machine's load hits all of them alike
+    variants = args.variants.split(',')
+    steppers = {v: make_stepper(v, args, device) for v in variants}
+    times = {v: [] for v in variants}
+    for r in range(args.warmup + args.steps):
+        for v in variants:
+            t = steppers[v]()
+            if r >= args.warmup: times[v].append(t)
+    rows = [(v, statistics.median(times[v]), min(times[v])) for v in variants]
+    base = dict((r[0], r[1]) for r in rows).get('base')
+    print(f"{'variant':<10} {'median s/step':>14} {'min s/step':>11} {'x base':>7}")
+    for v, med, best in rows:
+        print(f"{v:<10} {med:>14.3f} {best:>11.3f} {med / base if base else float('nan'):>7.2f}")
+    print(f"# load average after {os.getloadavg()[0]:.2f}; floor for TC2 first order: 14/6 = 2.33x")
+
+
+if __name__ == '__main__':
+    main()
