@@ -12,11 +12,11 @@ def _stub_roots(params, root):
     if 'root' in kw: kw['root'] = str(root)
     return {**params, 'dataset_kwargs': kw}
 
-@pytest.mark.parametrize('path', sorted(ROOT.glob('*.yaml')), ids=lambda p: p.name)
+@pytest.mark.parametrize('path', sorted(ROOT.glob('*.yaml')) + sorted(ROOT.glob('sweeps/**/_*.yaml')), ids=lambda p: p.name)
 def test_config_is_valid(path, tmp_path):
     validate_experiment(*split_params(_stub_roots(yaml.safe_load(path.read_text()), tmp_path)), check_data=False)
 
-@pytest.mark.parametrize('path', sorted((ROOT/'sweeps').glob('*.yaml')), ids=lambda p: p.name)
+@pytest.mark.parametrize('path', sorted(p for p in (ROOT/'sweeps').glob('**/*.yaml') if not p.name.startswith('_')), ids=lambda p: p.name)
 def test_sweep_is_valid(path, tmp_path):
     s = load_sweep(path)
     for point in expand_grid(s['grid']):
