@@ -29,10 +29,10 @@ data: $(STAMP)
 	  else echo "note: not root; install dataset-fashion-mnist or pass root=/download=True to get_dataset"; fi; fi
 	$(BIN)/python -c "from tc2_nb.data import fetch_offline_data; fetch_offline_data()"
 
-# A named Jupyter kernel for this environment, used by JupyterLab and papermill alike.
+# A named Jupyter kernel for this environment, used by JupyterLab and papermill alike. Registered every time, so that
+# it runs this checkout's environment even after another checkout (or a moved one) registered the name.
 kernel: $(STAMP)
-	@$(BIN)/jupyter kernelspec list 2>/dev/null | grep -q "^ *$(KERNEL) " || \
-	  $(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (tc2_nb)" >/dev/null
+	@$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (tc2_nb)" >/dev/null
 
 # As nbdev's own CI does: nbdev-clean and nbdev-export must leave the tree unchanged.
 sync: $(STAMP)

@@ -25,6 +25,7 @@ def build(variant, args, device):
                       n_support=2, second_order=second, epochs=10, device=str(device), probe_every=0)
     torch.manual_seed(0)
     method = build_method(cfg, args.channels, args.size).to(device).train()
+    if device.type == 'cuda': method = method.to(memory_format=torch.channels_last)   # as the trainer does on CUDA
     augment = make_augment(method.recipe, args.size, args.channels).to(device)
     x = (torch.rand(args.batch, args.channels, args.size, args.size, device=device) * 255).to(torch.uint8)
     stage1 = None

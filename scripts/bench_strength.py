@@ -51,6 +51,7 @@ class Run:
     lr: float|None = None            # None: the recipe's lr
     epochs: int = 10
     note: str = ''
+    method_kwargs: dict = field(default_factory=dict)   # hyper-parameters other than the recipe's (diagnostics)
 
 
 def load_data(limit:int, seed:int=0):
@@ -89,7 +90,7 @@ def _bb_name(backbone, kw): return backbone + (f" (depth {kw['depth']})" if 'dep
 def train_row(run:Run, args, train_ds, test_ds) -> dict:
     from tc2_nb.train_config import TrainConfig
     from tc2_nb.trainer import pretrain
-    cfg = TrainConfig(method=run.method, backbone=run.backbone, backbone_kwargs=dict(run.backbone_kwargs),
+    cfg = TrainConfig(method=run.method, method_kwargs=dict(run.method_kwargs), backbone=run.backbone, backbone_kwargs=dict(run.backbone_kwargs),
                       dataset='fashion_mnist', limit_train=args.limit, variant='base', epochs=run.epochs, batch_size=args.batch,
                       lr=run.lr, warmup_epochs=args.warmup, probe_every=0, log_every=13, ckpt_every=0, seed=args.seed,
                       device='cpu', progress=False, out_dir=str(Path(args.out)/'train'/run.name), resume=True)
@@ -230,6 +231,8 @@ def main():
     ap.add_argument('--out', default='runs/strength')
     ap.add_argument('--weak-gap', type=float, default=5.0, help='points below the median that make a method weak')
     ap.add_argument('--alt', action='append', help="explicit lr alternatives, e.g. --alt mae=1.5e-3,5e-4 (absolute lrs)")
+    ap.add_argument('--kw', action='append', help="diagnostic runs with other method hyper-parameters, e.g. "
+                    "--kw barlow_twins:proj_output_dim=512,lambda_=0.002 (recipe optimiser; reported as extra rows)")
     ap.add_argument('--no-alt', action='store_true', help='do not run lr alternatives for weak methods')
     ap.add_argument('--lightly', action='store_true', help="also run issue 3's lightly SimCLR reference")
     args = ap.parse_args()
@@ -280,6 +283,13 @@ def main():
                    base.note.replace('recipe', '', 1)
             run = replace(base, name=f'{m}_lr{lr:.3g}', lr=lr, note=note)
             extra.append(get_row(run.name, lambda run=run: train_row(run, args, train_ds, test_ds), out))
+    for it in args.kw or []:
+        m, _, kvs = it.partition(':')
+        kw = {k: json.loads(v) for k, v in (kv.split('=') for kv in kvs.split(',') if kv)}
+        base = recipe_run(m)
+        run = replace(base, name=m + '_' + '_'.join(f'{k}{v}' for k, v in kw.items()), method_kwargs=kw,
+                      note=f"diagnostic: {kw} (not the recipe)" + base.note.replace('recipe', '', 1))
+        extra.append(get_row(run.name, lambda run=run: train_row(run, args, train_ds, test_ds), out))
     if args.lightly:
         extra.append(get_row('lightly_simclr', lambda: lightly_simclr_row(args, train_ds, test_ds), out))
 

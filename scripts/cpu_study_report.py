@@ -1,24 +1,36 @@
 """Aggregate the CPU reproduction study (configs/sweeps/cpu_study/*.yaml, run with tc2-sweep) into results/cpu_study/:
 results.csv (every run), table.csv (mean ± std), deltas.csv (paired deltas vs base), probe_curves.csv, study.json and
-figures. Run: .venv/bin/python scripts/cpu_study_report.py [runs/cpu_study]"""
+figures; random_init.csv from runs/cpu_study_random_init (configs/sweeps/cpu_study/e_random_init.yaml: the floor).
+Run: .venv/bin/python scripts/cpu_study_report.py [runs/cpu_study]"""
 import json, platform, shutil, sys
 from pathlib import Path
 import pandas as pd
 from tc2_nb.core import atomic_write, atomic_write_json
-from tc2_nb.sweep import report, probe_curves
+from tc2_nb.sweep import report, probe_curves, collect
 
 src = Path(sys.argv[1] if len(sys.argv) > 1 else 'runs/cpu_study')
 dst = Path('results/cpu_study'); (dst/'figures').mkdir(parents=True, exist_ok=True)
 res = report(src)
 df = res['results']
-keep = [c for c in ('method', 'variant', 'n_tasks', 'seed', 'evaluation', 'dataset', 'environment', 'metric', 'value', 'run') if c in df.columns]
+from tc2_nb.train_config import TrainConfig
+def fill_defaults(d):
+    "Grid keys a run did not set (n_tasks, n_factors) get TrainConfig's default, so that every row says its value."
+    for k in ('n_tasks', 'n_factors'):
+        d[k] = pd.to_numeric(d[k], errors='coerce').fillna(getattr(TrainConfig, k)).astype(int) if k in d.columns else getattr(TrainConfig, k)
+    return d
+df = fill_defaults(df)
+keep = [c for c in ('method', 'variant', 'n_tasks', 'n_factors', 'seed', 'evaluation', 'dataset', 'environment', 'metric', 'value', 'run') if c in df.columns]
 atomic_write(dst/'results.csv', df[keep].to_csv(index=False))
 for f in ('table.csv', 'deltas.csv'):
     if (src/f).exists(): shutil.copy(src/f, dst/f)
-curves = probe_curves(src)
-atomic_write(dst/'probe_curves.csv', curves[[c for c in ('method', 'variant', 'n_tasks', 'seed', 'run', 'step', 'epoch', 'cos_mean', 'neg_share') if c in curves.columns]].to_csv(index=False))
-secs = [json.loads(p.read_text()).get('seconds', 0) for p in src.glob('*/summary.json')]
-atomic_write_json(dict(runs=int(df.run.nunique()), cpu_minutes=sum(secs) / 60, machine=f"{platform.machine()}, 2 CPU cores, 1 thread per run",
+curves = fill_defaults(probe_curves(src))
+atomic_write(dst/'probe_curves.csv', curves[[c for c in ('method', 'variant', 'n_tasks', 'n_factors', 'seed', 'run', 'step', 'epoch', 'cos_mean', 'neg_share') if c in curves.columns]].to_csv(index=False))
+floor_dir = src.parent/(src.name + '_random_init')
+if floor_dir.exists():
+    fl = fill_defaults(collect(floor_dir))
+    atomic_write(dst/'random_init.csv', fl[[c for c in keep if c in fl.columns]].to_csv(index=False))
+secs = [json.loads(p.read_text()).get('seconds', 0) for p in list(src.glob('*/summary.json')) + list(floor_dir.glob('*/summary.json'))]
+atomic_write_json(dict(runs=int(df.run.nunique()), random_init_runs=int(fl.run.nunique()) if floor_dir.exists() else 0, cpu_minutes=sum(secs) / 60, machine=f"{platform.machine()}, 2 CPU cores, 1 thread per run",
                        sweeps=sorted(str(p) for p in Path('configs/sweeps/cpu_study').glob('[!_]*.yaml'))), dst/'study.json')
 for f in (src/'figures').glob('*.png'): shutil.copy(f, dst/'figures'/f.name)
 print(res['table'].to_string())

@@ -23,7 +23,8 @@ def batch_stats(z:torch.Tensor, mean_cov:Callable|None=None) -> torch.Tensor:
     else:
         zf = z.reshape(-1, z.shape[-1]).float()
         mean = zf.mean(0)
-        cov = torch.cov(zf.T, correction=1 if zf.shape[0] > 1 else 0).reshape(zf.shape[1], zf.shape[1])
+        zc = zf - mean                                  # torch.cov would sync the GPU (it checks its divisor on the host)
+        cov = zc.T @ zc / max(zf.shape[0] - 1, 1)
     return torch.cat([mean[None], cov]).to(z.dtype if z.is_floating_point() else torch.float32)
 
 # %% ../nbs/07_calibration.ipynb #62b344d8

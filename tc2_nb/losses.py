@@ -42,7 +42,7 @@ def nt_xent(z1:torch.Tensor, z2:torch.Tensor, temperature:float=0.5) -> torch.Te
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     logits = z @ z.T / temperature
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float('-inf'))
-    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    labels = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])   # made on the device: no copy, no sync
     return F.cross_entropy(logits, labels)
 
 # %% ../nbs/05_losses.ipynb #f15724d4

@@ -175,6 +175,7 @@ def conflict_plot(curves:pd.DataFrame, hue='variant', ax=None):
     per_epoch = curves.groupby([hue, 'run', 'epoch'], sort=False)['cos_mean'].mean().reset_index()
     sns.lineplot(data=per_epoch, x='epoch', y='cos_mean', hue=hue, marker='o', errorbar='sd', ax=ax)
     ax.axhline(0, color='grey', lw=0.8); ax.set_ylabel('mean inter-task gradient cosine'); ax.set_title('task conflict')
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     return ax
 
 def gain_spread_plot(df:pd.DataFrame, treatment='T', control='base', metric='linear_top1', ax=None):

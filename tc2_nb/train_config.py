@@ -99,7 +99,7 @@ class TrainConfig:
     out_dir: str|None = None               # None: nothing written, no resume
     resume: bool = True                    # continue from out_dir's checkpoint when there is one
     fresh: bool = False                    # delete out_dir's previous run first
-    max_steps: int|None = None             # stop after this many steps (tests; the schedule ignores it)
+    max_steps: int|None = None             # stop after this many steps (tests, 0 for the random-init floor; the schedule ignores it)
 
     def __post_init__(self):
         if isinstance(self.alphas, (int, float, list, tuple)): self.alphas = _alphas(self.alphas)
@@ -164,7 +164,8 @@ def _check_static(c:TrainConfig):
         if not isinstance(getattr(c, k), dict): raise ConfigError(f"{k}={getattr(c, k)!r} must be a mapping")
     for k in ('epochs', 'batch_size', 'n_tasks', 'n_views', 'n_support', 'n_factors', 'log_every'): _pos(k, getattr(c, k), integer=True)
     for k in ('probe_every', 'ckpt_every', 'num_workers'): _pos(k, getattr(c, k), integer=True, lo_open=False)
-    for k in ('max_steps', 'limit_train', 'image_size', 'factor_hidden'): _pos(k, getattr(c, k), integer=True, allow_none=True)
+    for k in ('limit_train', 'image_size', 'factor_hidden'): _pos(k, getattr(c, k), integer=True, allow_none=True)
+    _pos('max_steps', c.max_steps, integer=True, allow_none=True, lo_open=False)    # 0: no step (the random-init floor)
     _pos('seed', c.seed, integer=True, lo_open=False)
     for k in ('lr', 'weight_decay', 'warmup_epochs'): _pos(k, getattr(c, k), allow_none=True, lo_open=(k == 'lr'))
     for k in ('beta1', 'lars_eta'): _pos(k, getattr(c, k))

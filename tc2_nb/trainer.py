@@ -274,6 +274,7 @@ def pretrain(cfg:TrainConfig, train_dataset=None, method:nn.Module|None=None, au
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    elif device.type == 'cuda': torch.backends.cudnn.benchmark = True      # fixed shapes: cuDNN times its kernels once
     g = seed_everything(cfg.seed, device)                                      # the same on every rank: task splits
     g_aug = g if not info.distributed else torch.Generator(device).manual_seed(_rank_seed(cfg.seed, info.rank))
     # data (rank 0 first: it may download), method, augmentation, calibrator

@@ -53,7 +53,8 @@ def rgb_to_hsv(x):
 def hsv_to_rgb(x):
     "HSV (N,3,H,W), H in [0,1) -> RGB, by the closed form `c_n = V - V S clamp(min(k, 4 - k), 0, 1)`, `k = (n + 6H) mod 6`."
     h, s, v = x[:, :1], x[:, 1:2], x[:, 2:]
-    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) + 6 * h) % 6
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)   # 5, 3, 1 (no host copy)
+    k = (n + 6 * h) % 6
     return v - v * s * torch.minimum(k, 4 - k).clamp_(0, 1)
 
 def adjust_hue(x, f):
@@ -150,7 +151,7 @@ def blur_kernel_size(image_size:int) -> int:
 class Augment(nn.Module):
     "`augment(x (B,C,H,W) uint8 or float in [0,1], m, generator) -> (B, m, C, S, S)` float, normalised."
     def __init__(self, image_size:int, channels:int, branches:list[ViewRecipe], mean=None, std=None,
-                 blur_kernel:int|None=None, solarize_threshold:float=0.5, name:str=''):
+                 blur_kernel:int|None=None, solarize_threshold:float=0.5, name:str='', sync_free:bool|None=None):
         super().__init__()
         check_range('image_size', image_size, 1)
         if channels not in (1, 3): raise ConfigError(f"channels={channels!r} is not allowed; choose 1 or 3")
@@ -164,11 +165,17 @@ class Augment(nn.Module):
         self.blur_kernel = blur_kernel or blur_kernel_size(image_size)
         if self.blur_kernel % 2 == 0 or self.blur_kernel < 1: raise ConfigError(f"blur_kernel={self.blur_kernel} must be odd and positive")
         self.solarize_threshold = solarize_threshold
+        self.sync_free = sync_free                 # None: on CUDA (see `_sub`)
+        # per-branch settings and normalisation as (non-persistent) buffers: they move with `.to(device)`, so that a
+        # step makes no host-to-device copy
+        for f in fields(ViewRecipe):
+            self.register_buffer(f'_branch_{f.name}', torch.tensor([getattr(b, f.name) for b in self.branches], dtype=torch.float32), persistent=False)
+        self.register_buffer('_mean', torch.tensor(self.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer('_std', torch.tensor(self.std).view(1, -1, 1, 1), persistent=False)
 
     def _per_view(self, field, view):
         "A branch field as one row per view sample (branch = view % n_branches)."
-        vals = torch.tensor([getattr(b, field) for b in self.branches], dtype=torch.float32)
-        return vals.to(view.device)[view % len(self.branches)]
+        return getattr(self, f'_branch_{field}').to(view.device)[view % len(self.branches)]
 
     def sample_params(self, batch:int, m:int, height:int, width:int, generator=None, device=None) -> dict:
         "Every random parameter of `batch·m` views (row `b·m + i` is view `i` of image `b`)."
@@ -196,18 +203,20 @@ class Augment(nn.Module):
         x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
         B, C, H, W = x.shape
         S = self.image_size
-        full = torch.tensor([0., 0., W, H], device=x.device).expand_as(p['boxes'])
+        full = torch.zeros_like(p['boxes']); full[:, 2], full[:, 3] = W, H
         v = crop_resize(x, torch.where(p['crop'][:, None], p['boxes'], full), p['image'], S)
-        _sub(v, p['flip'], TF.horizontal_flip)
+        blend = self.sync_free if self.sync_free is not None else x.is_cuda
+        sub = lambda mask, fn: _sub(v, mask, fn, blend)
+        sub(p['flip'], lambda t, i: TF.horizontal_flip(t))
         ops = [adjust_brightness, adjust_contrast] + ([adjust_saturation, adjust_hue] if C == 3 else [])
         for slot in range(4):
             for k, op in enumerate(ops):
                 sel = p['jitter'] & (p['jitter_order'][:, slot] == k)
-                _sub(v, sel, lambda t, sel=sel, k=k: op(t, p['jitter_factors'][sel, k]))
-        if C == 3: _sub(v, p['grey'], lambda t: TF.rgb_to_grayscale(t, num_output_channels=3))
-        _sub(v, p['blur'], lambda t: gaussian_blur(t, p['sigma'][p['blur']], self.blur_kernel))
-        _sub(v, p['solarize'], lambda t: TF.solarize(t, self.solarize_threshold))
-        v = TF.normalize(v, list(self.mean), list(self.std))
+                sub(sel, lambda t, i, op=op, k=k: op(t, p['jitter_factors'][i, k]))
+        if C == 3: sub(p['grey'], lambda t, i: TF.rgb_to_grayscale(t, num_output_channels=3))
+        sub(p['blur'], lambda t, i: gaussian_blur(t, p['sigma'][i], self.blur_kernel))
+        sub(p['solarize'], lambda t, i: TF.solarize(t, self.solarize_threshold))
+        v = (v - self._mean.to(v)) / self._std.to(v)                         # TF.normalize's arithmetic, no host sync
         return v.view(B, m, C, S, S)
 
     def forward(self, x:torch.Tensor, m:int=2, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -220,11 +229,15 @@ class Augment(nn.Module):
     def extra_repr(self):
         return f"{self.name!r}, size={self.image_size}, channels={self.channels}, blur_kernel={self.blur_kernel}, branches={self.branches}"
 
-def _sub(x, mask, fn):
-    "x[mask] = fn(x[mask]) in place, skipping the work when no sample is selected."
-    if mask.any():
+def _sub(x, mask, fn, blend:bool=False):
+    """`x[mask] = fn(x[mask], rows)` in place (`rows` selects the samples' own parameters). The CPU way works on the
+    selected samples only; `blend` computes `fn` on every sample and keeps it where `mask` holds: more arithmetic, but
+    no data-dependent shape, so no host synchronisation (`mask.any()`, `nonzero`) stalls a GPU's queue."""
+    if blend:
+        x.copy_(torch.where(mask.view(-1, *([1] * (x.ndim - 1))), fn(x, slice(None)), x))
+    elif mask.any():
         idx = mask.nonzero().squeeze(1)
-        x[idx] = fn(x[idx])
+        x[idx] = fn(x[idx], idx)
 
 # %% ../nbs/02_views.ipynb #297f5337
 RECIPES = Registry('augmentation recipe')
@@ -241,7 +254,7 @@ def _mae(image_size, channels): return [ViewRecipe(crop_scale=(0.2, 1.0), jitter
 @RECIPES.register('none')
 def _none(image_size, channels): return [ViewRecipe(crop=False, flip_p=0.0, jitter_p=0.0, grey_p=0.0)]
 
-_AUG_KEYS = ('mean', 'std', 'blur_kernel', 'solarize_threshold')
+_AUG_KEYS = ('mean', 'std', 'blur_kernel', 'solarize_threshold', 'sync_free')
 
 def make_augment(recipe:str, image_size:int, channels:int, **overrides) -> Augment:
     "The `Augment` of `recipe` (see `RECIPES`) for images of `image_size` px and `channels`, with `overrides`."

@@ -61,6 +61,16 @@ def test_every_method_and_variant_runs(method, variant):
     if variant in ('TC2', '-Lv', '-Lw', '-bilevel'): assert {'s1_support', 's1_query', 'loss_query'} <= set(r.log.columns)
 
 
+def test_max_steps_zero_is_the_initialisation():
+    "max_steps=0 trains nothing: the random-init floor of an evaluation, the same weights as a second run's start."
+    r0, r1 = pretrain(_cfg('simclr', 'base', max_steps=0), DS), pretrain(_cfg('simclr', 'base', max_steps=1), DS)
+    assert r0.steps == 0 and not r0.finished and len(r0.log) == 0
+    p0 = torch.cat([p.flatten() for p in r0.method.parameters()])
+    assert torch.equal(p0, torch.cat([p.flatten() for p in pretrain(_cfg('simclr', 'base', max_steps=0), DS).method.parameters()]))
+    assert not torch.equal(p0, torch.cat([p.flatten() for p in r1.method.parameters()]))
+    with pytest.raises(ConfigError, match='max_steps'): _cfg(max_steps=-1).validate(dataset=False)
+
+
 OPTIONS = [dict(second_order=True), dict(stage1='maml'), dict(query_loss='sse'), dict(outer_reduce='sum'),
            dict(n_tasks=2, n_views=5, n_support=3), dict(factor_kind='flat')]
 

@@ -20,8 +20,11 @@ class BarlowTwins(SSLMethod):
     recipe = 'simclr'
     optimizer_defaults = dict(optimizer='lars', lr=0.3, lr_scaling='linear', weight_decay=1e-4, momentum=0.9,
                               eta=0.02, clip_lr=True, exclude_bias_n_norm=True, scheduler='warmup_cosine', warmup_epochs=10)
-    def __init__(self, backbone, proj_hidden_dim:int=2048, proj_output_dim:int=2048, lambda_:float=0.0051, scale_loss:float=0.1):
+    def __init__(self, backbone, proj_hidden_dim:int|None=None, proj_output_dim:int|None=None, lambda_:float=0.0051,
+                 scale_loss:float=0.1):
         super().__init__(backbone)
+        proj_hidden_dim = proj_hidden_dim or 4 * backbone.out_dim          # 2048 for ResNet-18, 8192 for ResNet-50
+        proj_output_dim = proj_output_dim or 4 * backbone.out_dim
         check_range('lambda_', lambda_, lo=0); check_range('scale_loss', scale_loss, lo=0, lo_open=True)
         self.lambda_, self.scale_loss = lambda_, scale_loss
         self.projector = mlp([backbone.out_dim, proj_hidden_dim, proj_hidden_dim, proj_output_dim])

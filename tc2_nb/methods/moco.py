@@ -57,7 +57,7 @@ class MoCo(SSLMethod):
         if self._keys is not None:
             keys, n = self._keys, len(self.queue)
             keys = keys[-n:]
-            idx = (int(self.queue_ptr) + torch.arange(len(keys), device=keys.device)) % n
+            idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % n      # a tensor: no host sync
             queue = self.queue.clone(); queue[idx] = keys.to(queue.dtype)
             self.queue = queue
             self.queue_ptr = (self.queue_ptr + len(keys)) % n
