@@ -63,9 +63,14 @@ def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_r
 
 # %% ../nbs/14_sweep.ipynb #7792ec06
 def default_kernel() -> str:
-    "`tc2_nb` when that Jupyter kernel is registered, else `python3`."
-    from jupyter_client.kernelspec import KernelSpecManager
-    return 'tc2_nb' if 'tc2_nb' in KernelSpecManager().find_kernel_specs() else 'python3'
+    """`tc2_nb` when that Jupyter kernel runs this interpreter, else `python3` (the native kernel, which is this
+    interpreter too). A `tc2_nb` registered by another checkout must not run this one's notebooks with its own code."""
+    import os, sys
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try: argv = KernelSpecManager().get_kernel_spec('tc2_nb').argv
+    except NoSuchKernel: return 'python3'
+    same = bool(argv) and os.path.abspath(argv[0]) == os.path.abspath(sys.executable)   # not realpath: venvs link one python
+    return 'tc2_nb' if same else 'python3'
 
 def papermill_runner(notebook, kernel_name:str|None=None, executed_name:str='executed.ipynb'):
     "A `run_fn` for `run_sweep` that executes `notebook` with papermill, parameters = the run's params."
