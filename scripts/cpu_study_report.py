@@ -4,27 +4,33 @@ figures; random_init.csv from runs/cpu_study_random_init (configs/sweeps/cpu_stu
 Run: .venv/bin/python scripts/cpu_study_report.py [runs/cpu_study]"""
 import json, platform, shutil, sys
 from pathlib import Path
-import pandas as pd
+import pandas as pd, yaml
 from tc2_nb.core import atomic_write, atomic_write_json
 from tc2_nb.sweep import report, probe_curves, collect
+from tc2_nb.train_config import TrainConfig
+
+# the grid keys of the study's sweeps; a run that did not set one has the study's value
+GRID_KEYS = ('n_tasks', 'n_factors', 'beta1', 'lambda_1', 'epochs')
+_study = yaml.safe_load(Path('configs/sweeps/cpu_study/_base.yaml').read_text())
+STUDY_DEFAULTS = {k: _study.get(k, getattr(TrainConfig, k)) for k in GRID_KEYS}
+def fill_defaults(d):
+    "Grid keys a run did not set get the study's value (_base.yaml, else TrainConfig's), so that every row says its value."
+    for k, v in STUDY_DEFAULTS.items():
+        d[k] = pd.to_numeric(d[k], errors='coerce').fillna(v) if k in d.columns else v
+        d[k] = d[k].astype(type(v))
+    return d
 
 src = Path(sys.argv[1] if len(sys.argv) > 1 else 'runs/cpu_study')
 dst = Path('results/cpu_study'); (dst/'figures').mkdir(parents=True, exist_ok=True)
 res = report(src)
 df = res['results']
-from tc2_nb.train_config import TrainConfig
-def fill_defaults(d):
-    "Grid keys a run did not set (n_tasks, n_factors) get TrainConfig's default, so that every row says its value."
-    for k in ('n_tasks', 'n_factors'):
-        d[k] = pd.to_numeric(d[k], errors='coerce').fillna(getattr(TrainConfig, k)).astype(int) if k in d.columns else getattr(TrainConfig, k)
-    return d
 df = fill_defaults(df)
-keep = [c for c in ('method', 'variant', 'n_tasks', 'n_factors', 'seed', 'evaluation', 'dataset', 'environment', 'metric', 'value', 'run') if c in df.columns]
+keep = [c for c in ('method', 'variant', *GRID_KEYS, 'seed', 'evaluation', 'dataset', 'environment', 'metric', 'value', 'run') if c in df.columns]
 atomic_write(dst/'results.csv', df[keep].to_csv(index=False))
 for f in ('table.csv', 'deltas.csv'):
     if (src/f).exists(): shutil.copy(src/f, dst/f)
 curves = fill_defaults(probe_curves(src))
-atomic_write(dst/'probe_curves.csv', curves[[c for c in ('method', 'variant', 'n_tasks', 'n_factors', 'seed', 'run', 'step', 'epoch', 'cos_mean', 'neg_share') if c in curves.columns]].to_csv(index=False))
+atomic_write(dst/'probe_curves.csv', curves[[c for c in ('method', 'variant', *GRID_KEYS, 'seed', 'run', 'step', 'epoch', 'cos_mean', 'neg_share') if c in curves.columns]].to_csv(index=False))
 floor_dir = src.parent/(src.name + '_random_init')
 if floor_dir.exists():
     fl = fill_defaults(collect(floor_dir))

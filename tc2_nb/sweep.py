@@ -18,7 +18,7 @@ from .core import atomic_write_json, atomic_write, ConfigError
 # %% auto #0
 __all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'run_sweep', 'default_kernel',
            'papermill_runner', 'collect', 'summarize', 'paired_deltas', 'mean_std_table', 'delta_plot', 'probe_curves',
-           'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'report', 'sweep_main']
+           'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'grid_keys', 'report', 'sweep_main']
 
 # %% ../nbs/14_sweep.ipynb #2fa2f7d8
 def expand_grid(grid:dict) -> list[dict]:
@@ -224,23 +224,40 @@ def check_sweep(s:dict) -> None:
     for point in expand_grid(s['grid']):
         validate_experiment(*split_params({**s['base'], **point}), check_data=False)
 
+def grid_keys(df:pd.DataFrame) -> list[str]:
+    "The keys that runs set besides method, variant and seed (read from their folder names), in order of appearance."
+    keys = dict.fromkeys(k for r in df['run'].unique() for k in _parse_name(r))
+    return [k for k in keys if k not in ('method', 'variant', 'seed') and k in df.columns]
+
+def _has_pairs(df, treatment, control, by) -> bool:
+    try: paired_deltas(df, treatment=treatment, control=control, by=by); return True
+    except ValueError: return False
+
 def report(out_root, control='base') -> dict:
     "Aggregate a finished sweep: tables (CSV) and figures in `out_root`."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     out_root = Path(out_root)
     df = collect(out_root)
+    keys = grid_keys(df)                          # runs that differ in more than method, variant, seed stay apart
+    df[keys] = df[keys].astype(object).where(df[keys].notna(), '')   # '' = the key was not set (the base config's value)
     atomic_write(out_root/'results.csv', df.to_csv(index=False))
-    table = mean_std_table(df)
+    table = mean_std_table(df, rows=('method', 'variant', *keys))
     atomic_write(out_root/'table.csv', table.to_csv())
     res = dict(results=df, table=table)
     (out_root/'figures').mkdir(exist_ok=True)
     others = [v for v in df.variant.unique() if v != control] if 'variant' in df.columns else []
     if control in set(df.get('variant', [])) and others:
-        deltas = pd.concat([paired_deltas(df, treatment=v, control=control).assign(variant=v) for v in others], ignore_index=True)
+        by = ('method', *keys, 'dataset', 'environment', 'metric')   # a treatment pairs with the control of the same settings
+        deltas = pd.concat([paired_deltas(df, treatment=v, control=control, by=by).assign(variant=v) for v in others
+                            if _has_pairs(df, v, control, by)], ignore_index=True)
         atomic_write(out_root/'deltas.csv', deltas.to_csv(index=False))
-        ax = delta_plot(deltas, hue='variant', title=f'variant − {control} (95 % CI)')
-        ax.figure.tight_layout(); ax.figure.savefig(out_root/'figures'/'deltas.png', dpi=90); plt.close(ax.figure)
+        methods = list(dict.fromkeys(deltas['method'])) if 'method' in deltas.columns else [None]   # one panel each
+        fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 3.6), squeeze=False, sharey=True)
+        for ax, m in zip(axes[0], methods):
+            delta_plot(deltas if m is None else deltas[deltas.method == m], hue='variant', ax=ax,
+                       title=f"{m + ': ' if m else ''}variant − {control} (95 % CI)")
+        fig.tight_layout(); fig.savefig(out_root/'figures'/'deltas.png', dpi=90); plt.close(fig)
         res['deltas'] = deltas
     try:
         ax = conflict_plot(probe_curves(out_root))
