@@ -63,6 +63,15 @@ BF16 = partial(torch.autocast, 'cuda', dtype=torch.bfloat16)
 def sync(): torch.cuda.synchronize() if DEV == 'cuda' else None
 
 
+@contextlib.contextmanager
+def no_tf32():
+    "True float32 convolutions and matmuls (TF32 off) for a comparison against bf16 or compiled code."
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try: yield
+    finally: torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def sec_step(out):
     cmd = [sys.executable, str(HERE/'bench_step.py'), '--device', DEV, '--backbone', 'resnet18', '--size', '32',
            '--channels', '3', '--steps', '20' if DEV == 'cuda' else '1', '--warmup', '5' if DEV == 'cuda' else '0', '--threads', '4',
@@ -92,7 +101,6 @@ def sec_sync(out):
     res = {}
     for name, variant, mth in (('simclr base', 'base', 'simclr'), ('simclr TC2', 'TC2', 'simclr'), ('moco base', 'base', 'moco')):
         cfg, method, augment, x, stage1, opt, sched = build(variant, step_args(method=mth), torch.device(DEV))
-        method = method.to(memory_format=torch.channels_last)
         for _ in range(2): run_step(variant, method, x, augment, stage1, cfg, BF16); opt.step()
         sync()
         with warnings.catch_warnings(record=True) as w:
@@ -110,10 +118,8 @@ def sec_sync(out):
 def sec_bf16(out):
     "Outer gradient of one step under bf16 autocast against float32 (TF32 off), for base and +TC2; fp32 twice is the floor."
     from bench_step import build
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     res = {}
-    try:
+    with no_tf32():
         for variant in ('base', 'TC2'):
             grads = {}
             for name, ac in (('fp32', contextlib.nullcontext), ('fp32_again', contextlib.nullcontext), ('bf16', BF16)):
@@ -123,7 +129,6 @@ def sec_bf16(out):
             a = grads['fp32']
             res[variant] = {k: dict(cosine=round(float(torch.nn.functional.cosine_similarity(a, g, dim=0)), 5),
                                     rel_err=round(float((a - g).norm() / a.norm()), 5)) for k, g in grads.items() if k != 'fp32'}
-    finally: torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     return res
 
 
@@ -167,18 +172,14 @@ def sec_compile(out):
     from bench_step import build
     cfg, eager, augment, x, stage1, opt, sched = build('base', step_args(), torch.device(DEV))
     comp = copy.deepcopy(eager); comp.backbone.compile()
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False     # compare true float32
     t0 = time.perf_counter()
-    try:
+    with no_tf32():
         run_step('base', eager, x, augment, None, cfg, contextlib.nullcontext)
         run_step('base', comp, x, augment, None, cfg, contextlib.nullcontext)
-    finally: torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     compile_s = time.perf_counter() - t0
     ge, gc = outer_grads(eager), outer_grads(comp)
     res = dict(fp32_grad_rel_err=float((ge - gc).norm() / ge.norm()), first_call_s=round(compile_s, 1))
     for name, m in (('eager', eager), ('compiled', comp)):
-        m = m.to(memory_format=torch.channels_last)
         for _ in range(5): run_step('base', m, x, augment, None, cfg, BF16)
         sync(); t = time.perf_counter()
         for _ in range(20): run_step('base', m, x, augment, None, cfg, BF16)
@@ -220,7 +221,6 @@ def sec_determinism(out):
             for _ in range(2):
                 r = pretrain(_cfg(variant='TC2', max_steps=4, deterministic=det), train_dataset=ds)
                 params.append(torch.cat([p.detach().flatten().float().cpu() for p in r.method.parameters()]))
-        torch.use_deterministic_algorithms(False)
         nondet = sorted({str(m.message).splitlines()[0][:200] for m in w if 'determinis' in str(m.message)})
         res['deterministic' if det else 'default'] = dict(bitwise_equal=bool(torch.equal(*params)),
                                                          max_abs_diff=float((params[0] - params[1]).abs().max()),

@@ -229,10 +229,6 @@ def grid_keys(df:pd.DataFrame) -> list[str]:
     keys = dict.fromkeys(k for r in df['run'].unique() for k in _parse_name(r))
     return [k for k in keys if k not in ('method', 'variant', 'seed') and k in df.columns]
 
-def _has_pairs(df, treatment, control, by) -> bool:
-    try: paired_deltas(df, treatment=treatment, control=control, by=by); return True
-    except ValueError: return False
-
 def report(out_root, control='base') -> dict:
     "Aggregate a finished sweep: tables (CSV) and figures in `out_root`."
     import matplotlib; matplotlib.use('Agg')
@@ -246,11 +242,14 @@ def report(out_root, control='base') -> dict:
     atomic_write(out_root/'table.csv', table.to_csv())
     res = dict(results=df, table=table)
     (out_root/'figures').mkdir(exist_ok=True)
-    others = [v for v in df.variant.unique() if v != control] if 'variant' in df.columns else []
-    if control in set(df.get('variant', [])) and others:
-        by = ('method', *keys, 'dataset', 'environment', 'metric')   # a treatment pairs with the control of the same settings
-        deltas = pd.concat([paired_deltas(df, treatment=v, control=control, by=by).assign(variant=v) for v in others
-                            if _has_pairs(df, v, control, by)], ignore_index=True)
+    others = [v for v in df.variant.unique() if v != control] if control in set(df.get('variant', [])) else []
+    by = ('method', *keys, 'dataset', 'environment', 'metric')       # a treatment pairs with the control of the same settings
+    parts = []
+    for v in others:
+        try: parts.append(paired_deltas(df, treatment=v, control=control, by=by).assign(variant=v))
+        except ValueError: pass                                      # no control run with this one's settings
+    if parts:
+        deltas = pd.concat(parts, ignore_index=True)
         atomic_write(out_root/'deltas.csv', deltas.to_csv(index=False))
         methods = list(dict.fromkeys(deltas['method'])) if 'method' in deltas.columns else [None]   # one panel each
         fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 3.6), squeeze=False, sharey=True)

@@ -26,7 +26,7 @@ from .distributed import (init_distributed, broadcast_module, average_gradients,
 # %% auto #0
 __all__ = ['RUN_FILES', 'epoch_permutation', 'Batches', 'rng_state', 'set_rng_state', 'NonFiniteLossError', 'CSVLog',
            'StepWindow', 'build_method', 'representation_dim', 'build_calibrator', 'optimizer_settings', 'build_outer',
-           'prepare_out_dir', 'TrainResult', 'pretrain']
+           'prepare_out_dir', 'TrainResult', 'torch_modes', 'pretrain']
 
 # %% ../nbs/08d_trainer.ipynb #9a1aa735
 def epoch_permutation(n:int, seed:int, epoch:int) -> torch.Tensor:
@@ -260,21 +260,35 @@ def _ds_shape(ds) -> tuple[int, int]:
 
 def _rank_seed(seed:int, rank:int) -> int: return seed * 1_000_003 + 7_919 * (rank + 1)
 
+@contextlib.contextmanager
+def torch_modes(deterministic:bool, device:torch.device):
+    "Deterministic algorithms (else cuDNN benchmarking on CUDA) for one run, then the process's previous settings back."
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.benchmark)
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == 'cuda': torch.backends.cudnn.benchmark = True      # fixed shapes: cuDNN times its kernels once
+    try: yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
+
 def pretrain(cfg:TrainConfig, train_dataset=None, method:nn.Module|None=None, augment=None,
              calibrator:nn.Module|None=None) -> TrainResult:
     "Pre-train `cfg.method` (or `method`) with `cfg.variant` on `cfg.dataset` (or `train_dataset`); see above."
     cfg.validate(method=method is None, dataset=train_dataset is None)
+    with torch_modes(cfg.deterministic, get_device(cfg.device)):
+        return _pretrain(cfg, train_dataset, method, augment, calibrator)
+
+def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     device = get_device(cfg.device)
     info = init_distributed('nccl' if device.type == 'cuda' else 'gloo')       # a no-op without torchrun
     if info.distributed and device.type == 'cuda' and device.index is None: device = torch.device('cuda', torch.cuda.current_device())
     shards = cfg.task_shards or info.world_size
     state = prepare_out_dir(cfg, main=info.is_main)
     out = Path(cfg.out_dir) if cfg.out_dir and info.is_main else None          # only rank 0 writes
-    if cfg.deterministic:
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == 'cuda': torch.backends.cudnn.benchmark = True      # fixed shapes: cuDNN times its kernels once
     g = seed_everything(cfg.seed, device)                                      # the same on every rank: task splits
     g_aug = g if not info.distributed else torch.Generator(device).manual_seed(_rank_seed(cfg.seed, info.rank))
     # data (rank 0 first: it may download), method, augmentation, calibrator

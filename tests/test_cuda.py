@@ -26,7 +26,6 @@ def test_cuda_resume_is_bitwise_when_deterministic(tmp_path, variant):
     full = pretrain(_cfg('byol', variant, out_dir=str(tmp_path/'full'), **kw), DS)
     pretrain(_cfg('byol', variant, out_dir=str(tmp_path/'part'), max_steps=5, **kw), DS)
     resumed = pretrain(_cfg('byol', variant, out_dir=str(tmp_path/'part'), **kw), DS)
-    torch.use_deterministic_algorithms(False)
     assert resumed.finished and resumed.steps == full.steps
     for k, v in full.method.state_dict().items(): assert torch.equal(v, resumed.method.state_dict()[k]), k
 

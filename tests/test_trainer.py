@@ -253,3 +253,10 @@ def test_yaml_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown keys \['n_task'\]"): TrainConfig.from_yaml(p)
     p.write_text('method: byol\nvariant: TC2\nn_tasks: 8\n')
     assert TrainConfig.from_yaml(p).n_tasks == 8
+
+
+def test_deterministic_mode_is_for_the_run_only():
+    "`deterministic=True` turns torch's deterministic algorithms on for the run and puts the previous setting back."
+    assert not torch.are_deterministic_algorithms_enabled()
+    r = pretrain(_cfg('simclr', 'TC2', max_steps=2, deterministic=True), DS)
+    assert r.steps == 2 and not torch.are_deterministic_algorithms_enabled()

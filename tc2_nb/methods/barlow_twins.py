@@ -23,8 +23,9 @@ class BarlowTwins(SSLMethod):
     def __init__(self, backbone, proj_hidden_dim:int|None=None, proj_output_dim:int|None=None, lambda_:float=0.0051,
                  scale_loss:float=0.1):
         super().__init__(backbone)
-        proj_hidden_dim = proj_hidden_dim or 4 * backbone.out_dim          # 2048 for ResNet-18, 8192 for ResNet-50
-        proj_output_dim = proj_output_dim or 4 * backbone.out_dim
+        width = 4 * backbone.out_dim                                        # 2048 for ResNet-18, 8192 for ResNet-50
+        proj_hidden_dim = width if proj_hidden_dim is None else proj_hidden_dim
+        proj_output_dim = width if proj_output_dim is None else proj_output_dim
         check_range('lambda_', lambda_, lo=0); check_range('scale_loss', scale_loss, lo=0, lo_open=True)
         self.lambda_, self.scale_loss = lambda_, scale_loss
         self.projector = mlp([backbone.out_dim, proj_hidden_dim, proj_hidden_dim, proj_output_dim])
