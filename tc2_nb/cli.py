@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 import yaml
-from .core import ConfigError, get_device
-from .experiment import split_params, validate_experiment, run_experiment
+from .core import ConfigError, RunLockedError, get_device, check_writable
+from .experiment import split_params, validate_experiment, run_experiment, run_finished
 
 # %% auto #0
 __all__ = ['parse_overrides', 'load_params', 'main']
@@ -39,7 +39,7 @@ def load_params(config:str|None, overrides:list[str]|None=None) -> dict:
 def _follow_rank0(cfg) -> int:
     "A rank other than 0: take part in rank 0's pre-training (what `run_experiment` calls), nothing else."
     from tc2_nb.trainer import pretrain
-    if cfg.out_dir and (Path(cfg.out_dir)/'results.csv').exists() and not cfg.fresh: return 0   # rank 0 returns early too
+    if cfg.out_dir and run_finished(cfg.out_dir, cfg.max_steps) and not cfg.fresh: return 0   # rank 0 returns early too
     pretrain(cfg)
     return 0
 
@@ -57,7 +57,10 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"tc2-train: {e}", file=sys.stderr); return 2
     if a.check:
-        print('tc2-train: configuration and data OK'); return 0
+        if cfg.out_dir is not None:
+            try: check_writable(cfg.out_dir)
+            except ConfigError as e: print(f"tc2-train: {e}", file=sys.stderr); return 2
+        print('tc2-train: configuration and data OK' + (f"; {cfg.out_dir} is writable" if cfg.out_dir else '')); return 0
     from tc2_nb.distributed import dist_info, init_distributed
     import torch.distributed as dist
     info = dist_info()
@@ -65,7 +68,9 @@ def main(argv=None) -> int:
         if info.distributed:                                      # launched by torchrun
             info = init_distributed('nccl' if get_device(cfg.device).type == 'cuda' else 'gloo')
             if not info.is_main: return _follow_rank0(cfg)
-        df = run_experiment(params)
+        try: df = run_experiment(params)
+        except (ConfigError, RunLockedError) as e:       # a refused folder or checkpoint: a message, not a traceback
+            print(f"tc2-train: {e}", file=sys.stderr); return 2
         print(df.to_string(index=False))
         return 0
     finally:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d4c71505
 from __future__ import annotations
-import os, random, tempfile, io, json
+import contextlib, os, random, tempfile, io, json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 import numpy as np
@@ -12,7 +12,8 @@ import torch
 
 # %% auto #0
 __all__ = ['ConfigError', 'check_choice', 'check_range', 'Registry', 'get_device', 'seed_everything', 'atomic_write',
-           'atomic_torch_save', 'atomic_write_json', 'data_home']
+           'atomic_torch_save', 'atomic_write_json', 'CheckpointError', 'load_checkpoint', 'nonfinite_tensors',
+           'RunLockedError', 'lock_holder', 'run_lock', 'is_locked', 'check_writable', 'data_home']
 
 # %% ../nbs/00_core.ipynb #3ff6254a
 class ConfigError(ValueError):
@@ -86,8 +87,96 @@ def atomic_torch_save(obj, path):
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 def atomic_write_json(obj, path):
-    "JSON through `atomic_write`."
-    return atomic_write(path, json.dumps(obj, indent=2, default=str))
+    "JSON through `atomic_write`; a NaN or Inf raises `ValueError` (bare `NaN` is not JSON, and no reader expects it)."
+    return atomic_write(path, json.dumps(obj, indent=2, default=str, allow_nan=False))
+
+# %% ../nbs/00_core.ipynb #666a4b93
+class CheckpointError(ConfigError):
+    "A checkpoint file that cannot be read safely: truncated, not a checkpoint, or holding pickled objects."
+
+def load_checkpoint(path, map_location='cpu', weights_only:bool=True, hint:str='') -> Any:
+    "`torch.load(path)` weights-only by default; any failure becomes a `CheckpointError` naming `path` (plus `hint`)."
+    path = Path(path)
+    if not path.is_file(): raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file{hint}")
+    try: return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:
+        lines = [l for l in str(e).splitlines() if l.strip() and 'PyTorch 2.6' not in l and 'file an issue' not in l]
+        msg = lines[0].strip() if lines else type(e).__name__
+        if weights_only and 'Weights only load failed' in str(e) and 'global' in str(e).lower():   # a pickled class or function
+            why = ("holds pickled Python objects, which weights-only loading refuses (they could run code); "
+                   "load it with weights_only=False only if you trust where it came from")
+        else: why = f"is not a readable PyTorch checkpoint (truncated or corrupt?): {type(e).__name__}: {msg}"
+        raise CheckpointError(f"checkpoint {str(path)!r} {why}{hint}") from None
+
+def nonfinite_tensors(obj, prefix:str='') -> list[str]:
+    "Names of the floating-point tensors inside `obj` (nested dicts, lists, tuples) that hold a NaN or an Inf."
+    if torch.is_tensor(obj):
+        return [prefix or 'tensor'] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return [n for k, v in items for n in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+
+# %% ../nbs/00_core.ipynb #b165d07d
+class RunLockedError(RuntimeError):
+    "Another process holds the run folder's lock."
+
+_HELD: dict = {}           # resolved folder -> [open lock file, depth]: re-entrant within this process
+
+def lock_holder(out_dir) -> str:
+    "Who holds (or last held) `out_dir`'s lock, as written in the lock file."
+    try: info = json.loads((Path(out_dir)/'.lock').read_text() or '{}')
+    except (OSError, ValueError): info = {}
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} (since {info.get('since', '?')})"
+
+@contextlib.contextmanager
+def run_lock(out_dir):
+    "Hold an exclusive lock on `out_dir` (created if needed) while the block runs; `RunLockedError` if another process has it."
+    import fcntl, socket, time
+    out = Path(out_dir).resolve()
+    if out in _HELD:
+        _HELD[out][1] += 1
+        try: yield out
+        finally: _HELD[out][1] -= 1
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out/'.lock', 'a+')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunLockedError(f"run folder {str(out)!r} is in use by another process: {lock_holder(out)}; "
+                             f"wait for it to finish, or use another out_dir") from None
+    f.seek(0); f.truncate()
+    f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S')))); f.flush()
+    _HELD[out] = [f, 1]
+    try: yield out
+    finally:
+        del _HELD[out]
+        f.close()                        # closing the file releases the flock
+
+def is_locked(out_dir) -> bool:
+    "Whether another process holds `out_dir`'s lock now (this process's own locks do not count)."
+    import fcntl
+    out = Path(out_dir).resolve()
+    if out in _HELD or not (out/'.lock').exists(): return False
+    with open(out/'.lock', 'a+') as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+def check_writable(out_dir, key:str='out_dir') -> Path:
+    "Raise `ConfigError` unless files can be created in `out_dir` (or, if it does not exist yet, in its nearest existing parent)."
+    out = Path(out_dir).expanduser().absolute()
+    probe = out
+    while not probe.exists(): probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={str(out_dir)!r} cannot be created: {str(probe)!r} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix='.tc2_nb_write_check.')
+        os.close(fd); os.remove(tmp)
+    except OSError as e:
+        raise ConfigError(f"{key}={str(out_dir)!r} is not writable: cannot create a file in {str(probe)!r} "
+                          f"({e.strerror or e}); choose a writable folder") from None
+    return out
 
 # %% ../nbs/00_core.ipynb #fd72a176
 def data_home() -> Path:

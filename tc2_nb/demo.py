@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse, sys, time
 from pathlib import Path
 import pandas as pd
-from .sweep import run_sweep, papermill_runner, collect, mean_std_table, paired_deltas, delta_plot
+from .sweep import run_sweep, papermill_runner, collect, mean_std_table, paired_deltas, delta_plot, format_deltas
 from .experiment import run_experiment
 
 # %% auto #0
-__all__ = ['DEMO_BASE', 'DEMO_GRID', 'QUICK', 'run_demo', 'main']
+__all__ = ['DEMO_BASE', 'DEMO_GRID', 'QUICK', 'demo_verdict', 'run_demo', 'main']
 
 # %% ../nbs/16_demo.ipynb #f05517a1
 DEMO_BASE = dict(dataset='fashion_mnist', backbone='small_cnn', limit_train=4000, epochs=3, batch_size=256,
@@ -27,6 +27,13 @@ def _notebook() -> Path|None:
     "The papermill experiment notebook, when running from a checkout of the repository."
     nb = Path(__file__).resolve().parents[1]/'nbs'/'12_run_experiment.ipynb'
     return nb if nb.exists() else None
+
+def demo_verdict(deltas:pd.DataFrame, base:dict) -> str:
+    "One sentence on what the demo showed, computed from its deltas, and where the longer study is."
+    below = int((deltas.delta_mean < 0).sum())
+    return (f"What this showed: at this smoke-test length ({base['epochs']} epochs on {base['limit_train']:,} images), +TC² was "
+            f"below its baseline on {below} of {len(deltas)} method × metric cells (mean delta {deltas.delta_mean.mean():+.1f} points); "
+            f"a length this short decides nothing: the ≥ 1,000-step verdict study is nbs/19_verdict_study.ipynb (results/verdict/).")
 
 def run_demo(out_root='runs/demo', quick:bool=False, grid:dict|None=None, use_papermill:bool=True) -> dict:
     "Run the demo sweep (resuming finished runs), then print and save its tables and figure."
@@ -51,9 +58,11 @@ def run_demo(out_root='runs/demo', quick:bool=False, grid:dict|None=None, use_pa
     with pd.option_context('display.width', 200, 'display.max_columns', 30):
         print('\n== runs'); print(status.to_string(index=False))
         print('\n== accuracy (%), mean ± std over seeds'); print(table.to_string())
-        print('\n== +TC² − base (paired by seed)'); print(deltas[['method', 'dataset', 'environment', 'metric', 'delta_mean', 'n']].to_string(index=False))
+        print('\n== +TC² − base, points (paired by seed; [95 % CI] where there are several seeds)')
+        print(format_deltas(deltas).to_string(index=False))
     print(f"\nDone in {time.time() - t0:.0f} s. Results: {out_root/'table.csv'}, {out_root/'deltas.csv'}; "
           f"figure: {out_root/'figures'/'deltas.png'}; each run's executed notebook, logs, checkpoint and figures: {out_root}/<run>/")
+    print('\n' + demo_verdict(deltas, base))
     return dict(status=status, results=df, table=table, deltas=deltas)
 
 def main(argv=None):

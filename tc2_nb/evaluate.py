@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
-from .core import ConfigError, check_choice, check_range, get_device
+from .core import ConfigError, check_choice, check_range, get_device, load_checkpoint
 from .data import get_dataset, FOLDER_DOMAINS
 from .views import make_augment
 from .backbones import get_backbone
@@ -493,7 +493,7 @@ def load_backbone(checkpoint, backbone:nn.Module|None=None, name:str|None=None, 
     """A backbone with the weights of `checkpoint` (a path or an already loaded dict), in eval mode.
     Built with `tc2_nb.backbones.get_backbone(name, channels, image_size)` from the arguments or the checkpoint's `config`
     unless `backbone` is given. Set `weights_only=False` only for checkpoints you trust (they may hold pickled objects)."""
-    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=weights_only) if isinstance(checkpoint, (str, Path)) else checkpoint
+    ckpt = load_checkpoint(checkpoint, map_location, weights_only) if isinstance(checkpoint, (str, Path)) else checkpoint
     if not isinstance(ckpt, Mapping): raise ConfigError(f"checkpoint={type(ckpt).__name__!r} is not allowed; need a dict / state_dict")
     sd = backbone_state_dict(ckpt, key)
     if backbone is None:
@@ -505,7 +505,7 @@ def load_backbone(checkpoint, backbone:nn.Module|None=None, name:str|None=None, 
         channels = channels or cfg.get('channels') or (convs[0].shape[1] if convs else 3)
         stem7 = 'conv1.weight' in sd and sd['conv1.weight'].shape[-1] == 7     # a ResNet with the ImageNet stem
         image_size = image_size or cfg.get('image_size') or (224 if stem7 else 32)
-        backbone = get_backbone(name, channels, image_size)
+        backbone = get_backbone(name, channels, image_size, **(cfg.get('backbone_kwargs') or {}))   # widths, stems, depth...
         norm = {k: v for k, v in (cfg.get('augment_kwargs') or {}).items() if k in ('mean', 'std')}
         if norm: backbone.eval_normalize = norm     # evaluate with the training normalisation
     missing, unexpected = backbone.load_state_dict(sd, strict=False)

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Callable
 import pandas as pd
 import torch
-from .core import ConfigError, Registry, check_choice, atomic_write, atomic_write_json
+from .core import ConfigError, Registry, check_choice, atomic_write, atomic_write_json, run_lock, check_writable
 from .train_config import TrainConfig
 from .data import DATASETS, get_dataset
 from . import evaluate as ev
 
 # %% auto #0
 __all__ = ['EXPERIMENT_DEFAULTS', 'EVALS', 'ID_COLUMNS', 'split_params', 'experiment_params', 'eval_in_domain', 'eval_transfer',
-           'eval_semi', 'validate_experiment', 'run_experiment', 'plot_run']
+           'eval_semi', 'validate_experiment', 'run_experiment', 'run_finished', 'plot_run']
 
 # %% ../nbs/11_experiment.ipynb #62dd9af7
 EXPERIMENT_DEFAULTS = dict(
@@ -115,13 +115,45 @@ def validate_experiment(cfg:TrainConfig, exp:dict, check_data:bool=True) -> None
 ID_COLUMNS = ('method', 'variant', 'backbone', 'seed')
 
 def run_experiment(params:dict|None=None, **overrides) -> pd.DataFrame:
-    "Pre-train and evaluate as `params` (+ `overrides`) say; returns (and writes) the tidy results table."
-    from tc2_nb.trainer import pretrain
+    """Pre-train and evaluate as `params` (+ `overrides`) say; returns (and writes) the tidy results table. A finished run
+    in `out_dir` is returned as it is; an unfinished one resumes; another process's run there raises `RunLockedError`."""
     cfg, exp = split_params({**(params or {}), **overrides})
     validate_experiment(cfg, exp)
-    out = Path(cfg.out_dir) if cfg.out_dir else None
-    if out is not None and (out/'results.csv').exists() and not cfg.fresh:
-        return pd.read_csv(out/'results.csv', keep_default_na=False)
+    if cfg.out_dir is None: return _run_experiment(cfg, exp, None)
+    out = check_writable(cfg.out_dir)
+    with run_lock(out):                        # one process per run folder, from the first file written to the last
+        if not cfg.fresh and run_finished(out, cfg.max_steps):
+            diff = _experiment_diff(out, cfg, exp)
+            if diff: raise ConfigError(f"out_dir={str(out)!r} holds a finished run with other settings ({diff}); "
+                                       f"use another out_dir or fresh=True")
+            return pd.read_csv(out/'results.csv', keep_default_na=False)
+        return _run_experiment(cfg, exp, out)
+
+def run_finished(out_dir, max_steps:int|None=None) -> bool:
+    """Whether the run in `out_dir` is done: results written, and its `summary.json` says it reached its planned steps
+    (or `max_steps`, when the run asked to stop there). A folder without checkpoint (not a training run) is done when it
+    has results."""
+    out = Path(out_dir)
+    if not (out/'results.csv').exists(): return False
+    if not (out/'summary.json').exists(): return not (out/'checkpoint.pt').exists()
+    try: s = json.loads((out/'summary.json').read_text())
+    except ValueError: return False
+    total = s.get('total_steps')
+    if total is None: return bool(s.get('finished'))
+    target = total if max_steps is None else min(max_steps, total)
+    return s.get('steps', 0) >= target
+
+def _experiment_diff(out:Path, cfg:TrainConfig, exp:dict) -> str:
+    "The settings (not run control) that differ from the finished run's `experiment.json`."
+    from tc2_nb.train_config import RUN_CONTROL_KEYS
+    try: saved = json.loads((out/'experiment.json').read_text())
+    except (OSError, ValueError): return ''
+    now, default = dict(cfg.to_dict(), **exp), dict(TrainConfig().to_dict(), **EXPERIMENT_DEFAULTS)
+    keys = sorted(k for k in set(saved) | set(now) if k not in RUN_CONTROL_KEYS and saved.get(k, default.get(k)) != now.get(k, default.get(k)))
+    return ', '.join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in keys)
+
+def _run_experiment(cfg:TrainConfig, exp:dict, out:Path|None) -> pd.DataFrame:
+    from tc2_nb.trainer import pretrain
     if out is not None: atomic_write_json(dict(cfg.to_dict(), **exp), out/'experiment.json')
     t0 = time.time()
     res = pretrain(cfg)

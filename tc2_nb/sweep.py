@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import atomic_write_json, atomic_write, ConfigError
+from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder
 
 # %% auto #0
 __all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'run_sweep', 'default_kernel',
-           'papermill_runner', 'collect', 'summarize', 'paired_deltas', 'mean_std_table', 'delta_plot', 'probe_curves',
-           'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'grid_keys', 'report', 'sweep_main']
+           'papermill_runner', 'collect', 'summarize', 'paired_deltas', 'mean_std_table', 'format_deltas', 'delta_plot',
+           'probe_curves', 'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'grid_keys', 'report',
+           'sweep_main']
 
 # %% ../nbs/14_sweep.ipynb #2fa2f7d8
 def expand_grid(grid:dict) -> list[dict]:
@@ -36,8 +37,14 @@ def run_name(point:dict) -> str:
 # %% ../nbs/14_sweep.ipynb #67258985
 RESULTS, FAILED, PARAMS = 'results.csv', 'failed.json', 'params.json'
 
+def _lost_lock_race(e:Exception) -> bool:
+    "The run found its folder locked by another process (in this process, or inside a papermill kernel)."
+    return isinstance(e, RunLockedError) or getattr(e, 'ename', None) == 'RunLockedError'
+
 def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_root, progress=True) -> pd.DataFrame:
-    "Run every grid point not yet finished; return one row per point with its status."
+    """Run every grid point not yet finished; return one row per point with its status. A point that another process
+    holds (its run folder's lock) is skipped, so several sweep processes on one `out_root` share the work."""
+    from tc2_nb.experiment import run_finished
     out_root = Path(out_root); out_root.mkdir(parents=True, exist_ok=True)
     points = expand_grid(grid)
     atomic_write_json(dict(base=base, grid=grid), out_root/'sweep.json')
@@ -45,8 +52,10 @@ def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_r
     for point in tqdm(points, desc='sweep', disable=not progress):
         d = out_root/run_name(point)
         params = {**base, **point, 'out_dir': str(d.resolve())}   # absolute: papermill runs in the run's folder
-        if (d/RESULTS).exists():
+        if run_finished(d, params.get('max_steps')):
             rows.append(dict(point, run=d.name, status='done (skipped)')); continue
+        if is_locked(d):                                          # another sweep process trains it: take the next one
+            rows.append(dict(point, run=d.name, status=f'running elsewhere (skipped): {lock_holder(d)}')); continue
         t0 = time.time()
         atomic_write_json(params, d/PARAMS)
         try:
@@ -55,6 +64,8 @@ def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_r
             if (d/FAILED).exists(): (d/FAILED).unlink()
             rows.append(dict(point, run=d.name, status='done', seconds=time.time()-t0))
         except Exception as e:
+            if _lost_lock_race(e):                                # it started between our check and the run's own lock
+                rows.append(dict(point, run=d.name, status=f'running elsewhere (skipped): {lock_holder(d)}')); continue
             atomic_write_json(dict(params=params, error=repr(e), traceback=traceback.format_exc()), d/FAILED)
             rows.append(dict(point, run=d.name, status='failed', error=repr(e), seconds=time.time()-t0))
     summary = pd.DataFrame(rows)
@@ -72,6 +83,16 @@ def default_kernel() -> str:
     same = bool(argv) and os.path.abspath(argv[0]) == os.path.abspath(sys.executable)   # not realpath: venvs link one python
     return 'tc2_nb' if same else 'python3'
 
+def _ipc_kernel_manager():
+    """A Jupyter kernel manager that talks to its kernel over local IPC sockets instead of TCP: nothing listens on a port,
+    and the kernel has no reason to print its 'running over TCP without encryption' warning on every start."""
+    from jupyter_client.manager import KernelManager
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.transport = 'ipc'
+    return IPCKernelManager
+
 def papermill_runner(notebook, kernel_name:str|None=None, executed_name:str='executed.ipynb'):
     "A `run_fn` for `run_sweep` that executes `notebook` with papermill, parameters = the run's params."
     def run(params:dict, out_dir:Path):
@@ -79,7 +100,8 @@ def papermill_runner(notebook, kernel_name:str|None=None, executed_name:str='exe
         out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
         # nbdev-clean strips the notebook's language metadata, so name it
         pm.execute_notebook(str(notebook), str(out_dir/executed_name), parameters=params, language='python',
-                            kernel_name=kernel_name or default_kernel(), progress_bar=False, cwd=str(out_dir))
+                            kernel_name=kernel_name or default_kernel(), progress_bar=False, cwd=str(out_dir),
+                            kernel_manager_class=_ipc_kernel_manager())
     return run
 
 # %% ../nbs/14_sweep.ipynb #44fb35bb
@@ -132,9 +154,20 @@ def paired_deltas(df:pd.DataFrame, treatment='TC2', control='base', pair_on='see
 def mean_std_table(df:pd.DataFrame, rows=('method', 'variant'), cols=('dataset', 'environment', 'metric'), digits=1, scale=1) -> pd.DataFrame:
     "A paper-style table of `mean ± std` (values × `scale`; the evaluators report %), rows × columns."
     s = summarize(df, by=tuple(rows) + tuple(cols))
-    s['cell'] = [f"{m*scale:.{digits}f} ± {0 if np.isnan(sd) else sd*scale:.{digits}f}" for m, sd in zip(s['mean'], s['std'])]
+    s['cell'] = [f"{m*scale:.{digits}f}" if n < 2 else f"{m*scale:.{digits}f} ± {sd*scale:.{digits}f}"   # one seed: no spread to show
+                 for m, sd, n in zip(s['mean'], s['std'], s['count'])]
     cols = [c for c in cols if c in s.columns and s[c].nunique() > 1] or [c for c in cols if c in s.columns][-1:]
     return s.pivot_table(index=list(rows), columns=cols, values='cell', aggfunc='first', sort=False)
+
+def format_deltas(deltas:pd.DataFrame, digits:int=1, scale=1) -> pd.DataFrame:
+    "`paired_deltas` for reading: a `delta` column `mean [ci_low, ci_high]` rounded to `digits`, the interval only where n > 1."
+    f = lambda x: f"{x*scale:.{digits}f}"
+    keep = [c for c in ('variant', 'method', 'dataset', 'environment', 'metric') if c in deltas.columns]
+    out = deltas[keep].copy()
+    out['delta'] = [f(m) if n < 2 else f"{f(m)} [{f(lo)}, {f(hi)}]"
+                    for m, lo, hi, n in zip(deltas.delta_mean, deltas.ci_low, deltas.ci_high, deltas.n)]
+    out['n'] = deltas['n'].astype(int)
+    return out
 
 # %% ../nbs/14_sweep.ipynb #6e909bf5
 def delta_plot(deltas:pd.DataFrame, x='metric', hue='method', ax=None, title='+TC² − base (95 % CI)'):

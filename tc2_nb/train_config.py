@@ -5,17 +5,17 @@ data is loaded or any compute starts, and read from YAML without silently ignori
 
 # %% ../nbs/08a_train_config.ipynb #8e011ec8
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, math, os
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
 import torch
-from .core import ConfigError, check_choice, check_range
+from .core import ConfigError, check_choice, check_range, get_device
 from .distributed import dist_info
 
 # %% auto #0
 __all__ = ['VARIANTS', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'DATASET_SHAPES', 'uses_tasks', 'uses_calibration', 'uses_inner_step',
-           'TrainConfig', 'check_views_per_set', 'check_factors']
+           'TrainConfig', 'check_views_per_set', 'available_memory', 'check_view_memory', 'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
@@ -152,7 +152,16 @@ def _pos(key, value, integer=False, allow_none=False, lo_open=True):
         raise ConfigError(f"{key}={value!r} must be a number")
     check_range(key, value, lo=0, lo_open=lo_open)
 
+def _nonfinite_floats(value, key:str) -> list[str]:
+    "Keys (with paths into dicts and lists) whose float value is NaN or ±Inf."
+    if isinstance(value, float): return [] if math.isfinite(value) else [f"{key}={value!r}"]
+    if isinstance(value, dict): return [b for k, v in value.items() for b in _nonfinite_floats(v, f"{key}[{k!r}]")]
+    if isinstance(value, (list, tuple)): return [b for i, v in enumerate(value) for b in _nonfinite_floats(v, f"{key}[{i}]")]
+    return []
+
 def _check_static(c:TrainConfig):
+    bad = [b for f in dataclasses.fields(c) for b in _nonfinite_floats(getattr(c, f.name), f.name)]
+    if bad: raise ConfigError(f"{', '.join(bad)}: every number must be finite (not NaN or Inf)")
     check_choice('variant', c.variant, VARIANTS)
     if c.optimizer is not None: check_choice('optimizer', c.optimizer, OPTIMIZERS)
     check_choice('stage1', c.stage1, ('sequential', 'maml'))
@@ -276,6 +285,29 @@ def check_views_per_set(c:TrainConfig, min_views:int, name:str|None=None):
         raise ConfigError(f"n_views={c.n_views} with n_support={c.n_support} leaves {c.n_views - c.n_support} query view(s); "
                           f"method {name} needs at least {min_views}: need n_views - n_support >= {min_views}")
 
+def available_memory(device=None) -> int:
+    "Bytes free now: on a CUDA device its free memory, else the host's `MemAvailable` (or physical memory)."
+    device = torch.device(device) if device is not None else torch.device('cpu')
+    if device.type == 'cuda' and torch.cuda.is_available(): return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
+    except OSError: pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+def check_view_memory(c:TrainConfig, channels:int, image_size:int, device=None, world_size:int|None=None):
+    """Refuse a batch of views that cannot fit: `batch × views × C × H × W` float32 numbers, the augmentation's buffer,
+    twice over (augmentation works on a copy), must fit in the memory available now."""
+    world = world_size or dist_info().world_size
+    views = max(c.n_views if uses_tasks(c.variant) else 2, 2)
+    need = 2 * (c.batch_size // world) * views * channels * image_size ** 2 * 4
+    have = available_memory(device)
+    if need > have:
+        raise ConfigError(f"batch_size={c.batch_size} × {views} views of {channels}×{image_size}×{image_size} float32 images need "
+                          f"{need / 2**30:.1f} GiB for the augmentation buffer alone, but {have / 2**30:.1f} GiB are available "
+                          f"on {device or 'cpu'}; lower batch_size or image_size (image_size={c.image_size!r} now)")
+
 def check_factors(n_factors:int, d:int|None):
     "`n_f` factors are columns of a `d × n_f` matrix with `VᵀV ≈ I`: there can be at most `d` of them."
     if d is not None and n_factors > d:
@@ -289,8 +321,9 @@ def _validate(self, method=True, dataset=True, dry_run=True) -> TrainConfig:
     if method:
         from tc2_nb.methods import METHODS
         check_views_per_set(self, getattr(METHODS[self.method], 'n_views', 2))
+    ch, size = _dataset_shape(self) if dataset else (3, self.image_size or 32)
+    check_view_memory(self, ch, size, get_device(self.device))
     if dry_run and method:
-        ch, size = _dataset_shape(self) if dataset else (3, self.image_size or 32)
         d = _dry_run(self, ch, size)
         if uses_calibration(self.variant): check_factors(self.n_factors, d)
     return self

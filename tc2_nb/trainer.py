@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import ConfigError, get_device, seed_everything, atomic_torch_save, atomic_write_json, atomic_write
+from .core import (ConfigError, CheckpointError, get_device, seed_everything, atomic_torch_save, atomic_write_json,
+                         atomic_write, load_checkpoint, nonfinite_tensors, run_lock, check_writable)
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, check_factors,
-                                 check_views_per_set)
+                                 check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler
 from .bilevel import Stage1, plain_step, bilevel_step, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
@@ -67,9 +68,18 @@ class Batches:
         for x, _ in loader: yield x.to(self.device, non_blocking=True)
 
 # %% ../nbs/08d_trainer.ipynb #a993d5eb
+def _numpy_state() -> list:
+    "NumPy's global RNG state as plain types and a tensor, so that a checkpoint loads weights-only."
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+
+def _set_numpy_state(s):
+    kind, keys, pos, has_gauss, cached = s
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
+
 def rng_state(generator:torch.Generator, aug_generator:torch.Generator|None=None) -> dict:
-    "Every RNG state of this process plus `generator`'s (and `aug_generator`'s when it is another one)."
-    state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+    "Every RNG state of this process plus `generator`'s (and `aug_generator`'s when it is another one); tensors and plain types only."
+    state = dict(python=random.getstate(), numpy=_numpy_state(), torch=torch.get_rng_state(),
                  cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  generator=generator.get_state())
     if aug_generator is not None and aug_generator is not generator: state['aug_generator'] = aug_generator.get_state()
@@ -77,7 +87,8 @@ def rng_state(generator:torch.Generator, aug_generator:torch.Generator|None=None
 
 def set_rng_state(state:dict, generator:torch.Generator, aug_generator:torch.Generator|None=None):
     "Restore what `rng_state` saved."
-    random.setstate(state['python']); np.random.set_state(state['numpy']); torch.set_rng_state(state['torch'])
+    py = state['python']
+    random.setstate((py[0], tuple(py[1]), py[2])); _set_numpy_state(state['numpy']); torch.set_rng_state(state['torch'])
     if state['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
     generator.set_state(state['generator'])
     if 'aug_generator' in state and aug_generator is not None: aug_generator.set_state(state['aug_generator'])
@@ -210,7 +221,9 @@ def prepare_out_dir(cfg:TrainConfig, main:bool=True) -> dict|None:
     if not ck.exists(): return None
     if not cfg.resume:
         raise ConfigError(f"out_dir={str(out)!r} already holds a run; pass resume=True to continue it or fresh=True to start over")
-    state = torch.load(ck, map_location='cpu', weights_only=False)
+    state = load_checkpoint(ck, hint=f"; pass fresh=True to start over in {str(out)!r}")   # weights-only: a run folder may come from anyone
+    if not isinstance(state, dict) or 'config' not in state or 'step' not in state:
+        raise CheckpointError(f"checkpoint {str(ck)!r} is not a tc2_nb resume checkpoint; pass fresh=True to start over in {str(out)!r}")
     diff = _config_diff(state['config'], cfg)
     if diff:
         raise ConfigError(f"out_dir={str(out)!r} holds a run with a different configuration (keys {diff}: "
@@ -260,6 +273,18 @@ def _ds_shape(ds) -> tuple[int, int]:
 
 def _rank_seed(seed:int, rank:int) -> int: return seed * 1_000_003 + 7_919 * (rank + 1)
 
+def _last_good(out:Path|None) -> str:
+    "The run's checkpoint and its step, for error messages (every written checkpoint is finite: `save` checks)."
+    if out is None or not (out/'checkpoint.pt').exists(): return 'none'
+    try: return f"{out/'checkpoint.pt'} (step {load_checkpoint(out/'checkpoint.pt')['step']})"
+    except Exception as e: return f"{out/'checkpoint.pt'} (unreadable: {e})"
+
+def _likely_cause(settings:dict, sched, steps_per_epoch:int) -> str:
+    lr = sched.get_last_lr()[0] if sched is not None else settings['lr']
+    warm = int(round(settings['warmup_epochs'] * steps_per_epoch))
+    return (f"the likeliest cause is the learning rate: {settings['optimizer']} at lr {lr:.4g} now (peak {settings['lr']:.4g}), "
+            f"after a warm-up of {warm} steps; try a lower lr or a longer warmup_epochs")
+
 @contextlib.contextmanager
 def torch_modes(deterministic:bool, device:torch.device):
     "Deterministic algorithms (else cuDNN benchmarking on CUDA) for one run, then the process's previous settings back."
@@ -279,7 +304,10 @@ def pretrain(cfg:TrainConfig, train_dataset=None, method:nn.Module|None=None, au
              calibrator:nn.Module|None=None) -> TrainResult:
     "Pre-train `cfg.method` (or `method`) with `cfg.variant` on `cfg.dataset` (or `train_dataset`); see above."
     cfg.validate(method=method is None, dataset=train_dataset is None)
-    with torch_modes(cfg.deterministic, get_device(cfg.device)):
+    from tc2_nb.distributed import dist_info
+    own = cfg.out_dir is not None and dist_info().is_main           # rank 0 alone writes the folder, so it alone locks it
+    if own: check_writable(cfg.out_dir)
+    with (run_lock(cfg.out_dir) if own else contextlib.nullcontext()), torch_modes(cfg.deterministic, get_device(cfg.device)):
         return _pretrain(cfg, train_dataset, method, augment, calibrator)
 
 def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
@@ -297,6 +325,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     if info.is_main: barrier()
     channels, ds_size = _ds_shape(ds)
     image_size = cfg.image_size or ds_size
+    check_view_memory(cfg, channels, image_size, device)
     batches = Batches(ds, cfg.batch_size, device, cfg.num_workers, rank=info.rank, world_size=info.world_size)
     if method is None: method = build_method(cfg, channels, image_size)
     method = method.to(device).train()
@@ -353,18 +382,22 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         if cfg.out_dir is None: return
         rngs = gather_objects(rng_state(g, g_aug))                              # a collective: every rank calls save
         if out is None: return
-        atomic_torch_save(dict(config=cfg.to_dict(), step=step, epoch=epoch, pos=pos, finished=finished,
-                               method=method.state_dict(), calibrator=calibrator.state_dict() if calibrator is not None else None,
-                               stage1=stage1.state_dict() if stage1 is not None else None,
-                               optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rngs[0],
-                               rng_ranks=rngs if info.distributed else None, world_size=info.world_size), out/'checkpoint.pt')
+        ck = dict(config=cfg.to_dict(), step=step, epoch=epoch, pos=pos, finished=finished,
+                  method=method.state_dict(), calibrator=calibrator.state_dict() if calibrator is not None else None,
+                  stage1=stage1.state_dict() if stage1 is not None else None,
+                  optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rngs[0],
+                  rng_ranks=rngs if info.distributed else None, world_size=info.world_size)
+        bad = nonfinite_tensors({k: ck[k] for k in ('method', 'calibrator', 'stage1', 'optimizer')})
+        if bad:      # a finite loss can still leave NaN weights behind (lr=nan, an overflowing update): never save them
+            raise NonFiniteLossError(f"{len(bad)} tensors of the run's state are NaN or Inf after step {step - 1} (e.g. {bad[:3]}), "
+                                     f"so no checkpoint was written; {_likely_cause(opt_settings, sched, batches.steps_per_epoch)}. "
+                                     f"Last good checkpoint: {_last_good(out)}")
+        atomic_torch_save(ck, out/'checkpoint.pt')
 
     def flush():
         try: rows, probes = window.flush()
         except NonFiniteLossError as e:
-            last = f"{out/'checkpoint.pt'} (step {torch.load(out/'checkpoint.pt', map_location='cpu', weights_only=False)['step']})" \
-                   if out and (out/'checkpoint.pt').exists() else 'none'
-            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {last}") from None
+            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}") from None
         log.add(rows); probe_log.add(probes)
         return rows
 
