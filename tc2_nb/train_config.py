@@ -82,6 +82,10 @@ class TrainConfig:
     exclude_bias_n_norm: bool = True       # no weight decay / LARS adaptation for biases and norm layers
     # bookkeeping
     probe_every: int = 50                  # gradient-conflict probe period in steps (0: off)
+    monitor_every: int = 0                 # online kNN monitor period in epochs (0: off); curves in monitor.csv
+    monitor_val: int = 5000                # validation images, from the train split, disjoint from limit_train's
+    monitor_bank: int = 5000               # kNN bank: this many of the run's training images
+    monitor_transfer: list = field(default_factory=list)   # datasets monitored too (their train split), e.g. ['mnist']
     log_every: int = 10
     ckpt_every: int = 500                  # checkpoint period in steps (0: epoch ends only)
     seed: int = 0
@@ -172,7 +176,10 @@ def _check_static(c:TrainConfig):
     for k in ('method_kwargs', 'backbone_kwargs', 'dataset_kwargs', 'augment_kwargs'):
         if not isinstance(getattr(c, k), dict): raise ConfigError(f"{k}={getattr(c, k)!r} must be a mapping")
     for k in ('epochs', 'batch_size', 'n_tasks', 'n_views', 'n_support', 'n_factors', 'log_every'): _pos(k, getattr(c, k), integer=True)
-    for k in ('probe_every', 'ckpt_every', 'num_workers'): _pos(k, getattr(c, k), integer=True, lo_open=False)
+    for k in ('probe_every', 'ckpt_every', 'num_workers', 'monitor_every'): _pos(k, getattr(c, k), integer=True, lo_open=False)
+    for k in ('monitor_val', 'monitor_bank'): _pos(k, getattr(c, k), integer=True)
+    if not isinstance(c.monitor_transfer, (list, tuple)) or not all(isinstance(n, str) for n in c.monitor_transfer):
+        raise ConfigError(f"monitor_transfer={c.monitor_transfer!r} must be a list of dataset names, e.g. ['mnist']")
     for k in ('limit_train', 'image_size', 'factor_hidden'): _pos(k, getattr(c, k), integer=True, allow_none=True)
     _pos('max_steps', c.max_steps, integer=True, allow_none=True, lo_open=False)    # 0: no step (the random-init floor)
     _pos('seed', c.seed, integer=True, lo_open=False)
@@ -235,6 +242,9 @@ def _check_names(c:TrainConfig, method=True, dataset=True):
     if dataset:
         from tc2_nb.data import DATASETS
         check_choice('dataset', c.dataset, DATASETS)
+    if c.monitor_every:
+        from tc2_nb.data import DATASETS
+        for n in c.monitor_transfer: check_choice('monitor_transfer dataset', n, DATASETS)
 
 # (channels, image size) of the registered datasets, known without loading them
 DATASET_SHAPES = {'fashion_mnist': (1, 28), 'mnist': (1, 28), 'rotated_mnist': (1, 28), 'colored_mnist': (3, 28),

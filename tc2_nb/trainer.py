@@ -97,6 +97,11 @@ def set_rng_state(state:dict, generator:torch.Generator, aug_generator:torch.Gen
 class NonFiniteLossError(RuntimeError):
     "A loss term became NaN or Inf; the run stopped and its last checkpoint predates the bad step."
 
+def _cell(v:str):
+    "A CSV cell as a float where it is a number (loss terms), else the text itself (the monitor's split and metric names)."
+    try: return float(v)
+    except ValueError: return v
+
 class CSVLog:
     "Rows (dicts) kept in memory and appended to `path` (if given); header from the first row."
     def __init__(self, path=None, rows:list|None=None):
@@ -121,7 +126,7 @@ class CSVLog:
         head, rows = lines[0], []
         for line in lines[1:]:
             if len(line) != len(head): continue
-            try: row = {k: (float(v) if k not in ('step', 'epoch') else int(v)) for k, v in zip(head, line)}
+            try: row = {k: (int(v) if k in ('step', 'epoch') else _cell(v)) for k, v in zip(head, line)}
             except ValueError: continue
             if before_step is None or row['step'] < before_step: rows.append(row)
         return rows
@@ -244,6 +249,7 @@ class TrainResult:
     steps: int
     finished: bool
     summary: dict = field(default_factory=dict)
+    monitor: pd.DataFrame = field(default_factory=pd.DataFrame)   # the online monitor's curves (monitor_every > 0)
 
     @property
     def backbone(self) -> nn.Module: return self.method.backbone
@@ -272,6 +278,12 @@ def _ds_shape(ds) -> tuple[int, int]:
     return x.shape[0], x.shape[-1]
 
 def _rank_seed(seed:int, rank:int) -> int: return seed * 1_000_003 + 7_919 * (rank + 1)
+
+def _grad_norm(params:list) -> torch.Tensor:
+    "The L2 norm of the gradients of `params` (those that have one), as one device scalar: no host sync."
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads: return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
 
 def _last_good(out:Path|None) -> str:
     "The run's checkpoint and its step, for error messages (every written checkpoint is finite: `save` checks)."
@@ -321,7 +333,8 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     g_aug = g if not info.distributed else torch.Generator(device).manual_seed(_rank_seed(cfg.seed, info.rank))
     # data (rank 0 first: it may download), method, augmentation, calibrator
     if not info.is_main: barrier()
-    ds = _limit(train_dataset if train_dataset is not None else _load_dataset(cfg), cfg.limit_train)
+    full = train_dataset if train_dataset is not None else _load_dataset(cfg)
+    ds = _limit(full, cfg.limit_train)
     if info.is_main: barrier()
     channels, ds_size = _ds_shape(ds)
     image_size = cfg.image_size or ds_size
@@ -377,6 +390,23 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         for lg in (log, probe_log):
             if lg.path.exists(): atomic_write(lg.path, pd.DataFrame(lg.rows).to_csv(index=False) if lg.rows else '')
     if out: atomic_write_json(dict(cfg.to_dict(), resolved_optimizer=opt_settings, world_size=info.world_size), out/'config.json')
+    monitor, mlog = None, CSVLog()
+    if cfg.monitor_every and info.is_main:                      # rank 0 evaluates; the others go on to the next step's collectives
+        from tc2_nb.monitor import build_monitor, diagnose
+        monitor, split = build_monitor(cfg, full)
+        if out: atomic_write_json(split, out/'monitor_split.json')
+        val = monitor.splits['val'][1]
+        diag_images = (val.images[:512] if hasattr(val, 'images') else torch.stack([val[i][0] for i in range(min(512, len(val)))])).to(device)
+        mlog = CSVLog(out/'monitor.csv' if out else None, CSVLog.read(out/'monitor.csv', step + 1) if (out and state) else [])
+        if out and state and mlog.path.exists(): atomic_write(mlog.path, pd.DataFrame(mlog.rows).to_csv(index=False) if mlog.rows else '')
+
+    def watch():
+        "One monitor point: kNN on the validation (and transfer) splits, and the representation diagnostics."
+        if monitor is None: return
+        rows = monitor(method.backbone, step, epoch)
+        d = diagnose(method, diag_images, augment, calibrator if uses_calibration(cfg.variant) else None, seed=cfg.seed)
+        mlog.add(rows + [dict(step=step, epoch=epoch, split='val', metric=k, value=v) for k, v in d.items()])
+    if state is None: watch()                                   # the curve starts at initialisation
 
     def save(finished=False):
         if cfg.out_dir is None: return
@@ -405,6 +435,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     window = StepWindow()
     t_start, steps_run = time.time(), 0
     outer = [p for p in method.parameters() if p.requires_grad]
+    backbone_params = [p for p in method.backbone.parameters() if p.requires_grad]
     bar = tqdm(total=total, initial=step, disable=not cfg.progress or finished or not info.is_main,
                desc=f"{cfg.method} {cfg.variant}", leave=False)
     stop = finished
@@ -423,6 +454,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
                                             shards=shards, rank=info.rank if info.distributed else None, split_generator=g,
                                             global_batch=cfg.global_batch)
             average_gradients(outer)                                            # over ranks; a no-op for one process
+            terms['grad_norm_backbone'] = _grad_norm(backbone_params)           # what reaches the backbone (a device scalar)
             opt.step(); sched.step()
             method.after_step((step + 1) / total)
             window.add(step, epoch, lr, terms, x.shape[0] * info.world_size)
@@ -436,7 +468,9 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
                 flush(); save()
         else:
             epoch += 1; pos = 0
-            flush(); save()
+            flush()
+            if monitor is not None and monitor.due(epoch): watch()
+            save()
             continue
     flush()
     bar.close()
@@ -460,4 +494,4 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         if out is not None and finished: atomic_write_json(summary, out/'summary.json')
     barrier()                                                 # rank 0's files are written before any rank goes on
     if cfg.sync_bn and info.distributed: method = revert_sync_bn(method)   # evaluation never waits for other ranks
-    return TrainResult(method, calibrator, log.frame(), probe_log.frame(), cfg, out, step, finished, summary)
+    return TrainResult(method, calibrator, log.frame(), probe_log.frame(), cfg, out, step, finished, summary, mlog.frame())

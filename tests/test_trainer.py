@@ -187,15 +187,21 @@ def test_inner_passes_leave_bn_running_stats(method):
     for n in names: assert torch.equal(bufs[n], ref[n]), n
 
 
-def test_short_tc2_run_decreases_query_loss():
-    # distinct random 4×4 patterns upscaled to 16 px, and mild crops: instance discrimination a tiny CNN can learn in 32 steps
+def test_short_tc2_run_learns_against_an_untrained_control():
+    # distinct random 4×4 patterns upscaled to 16 px, and mild crops: instance discrimination a tiny CNN can learn in 64 steps.
+    # The control is the same run with lr 1e-9: the encoder stays put while stage 1 still trains f_v and f_w.
+    # Measured (mean query loss of the last 8 steps) under ATEN_CPU_CAPABILITY=default / avx2, 1 and 2 threads:
+    # trained 1.194 / 1.027, control 1.761 / 1.761 (threads changed nothing): gaps 0.57 / 0.73. The trained loss alone
+    # spreads by 0.17 across these settings, so the margin 0.25 sits above that spread and below half the smallest gap.
     g = torch.Generator().manual_seed(0)
     x = nn.functional.interpolate(torch.rand(64, 1, 4, 4, generator=g), size=SIZE, mode='nearest')
     ds = ImageDataset((x * 255).to(torch.uint8), torch.zeros(64, dtype=torch.long), ['a'], 'patterns')
-    r = pretrain(_cfg('simclr', 'TC2', epochs=8, batch_size=16, probe_every=0, lr=0.1, n_factors=8,
-                      augment_kwargs=dict(crop_scale=(0.6, 1.0), jitter_p=0.0)), ds)
-    q = r.log.loss_query.values
-    assert q[-8:].mean() < q[:8].mean() - 0.1, (q[:8].mean(), q[-8:].mean())
+    final = {}
+    for lr in (0.1, 1e-9):
+        r = pretrain(_cfg('simclr', 'TC2', epochs=16, batch_size=16, probe_every=0, lr=lr, n_factors=8,
+                          augment_kwargs=dict(crop_scale=(0.6, 1.0), jitter_p=0.0)), ds)
+        final[lr] = r.log.loss_query.values[-8:].mean()
+    assert final[0.1] < final[1e-9] - 0.25, final
 
 
 @pytest.mark.parametrize('variant', ['base', 'TC2'])
