@@ -268,6 +268,7 @@ def report(out_root, control='base') -> dict:
     import matplotlib.pyplot as plt
     out_root = Path(out_root)
     df = collect(out_root)
+    if df.empty: return dict(results=df, table=pd.DataFrame())   # runs with no evaluation (e.g. knob selection on the monitor)
     keys = grid_keys(df)                          # runs that differ in more than method, variant, seed stay apart
     df[keys] = df[keys].astype(object).where(df[keys].notna(), '')   # '' = the key was not set (the base config's value)
     atomic_write(out_root/'results.csv', df.to_csv(index=False))
