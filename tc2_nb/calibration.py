@@ -77,8 +77,11 @@ class Calibrator(nn.Module):
     "TC²'s f_v and f_w: `factors(z_all) -> V`, `weights(z) -> w`, `calibrate(z, V) -> ẑ = w Vᵀ`, `tc2_loss -> L_v + λ_s L_w`."
     def __init__(self, d:int, n_f:int=16, hidden:int=64, lambda_s:float=1.0, lambda_1:float=0.1,
                  normalize:bool=True, use_lv:bool=True, use_lw:bool=True, factor_kind:str='shared',
-                 restore_norm:bool=False, scale_io:bool=True, reduction:str='mean', mean_cov:Callable|None=None):
+                 restore_norm:bool=False, scale_io:bool=True, reduction:str='mean', mean_cov:Callable|None=None,
+                 calibrate_targets:bool=True):
         super().__init__()
+        for k, v in [('normalize', normalize), ('restore_norm', restore_norm), ('calibrate_targets', calibrate_targets)]:
+            if not isinstance(v, bool): raise ConfigError(f"{k}={v!r} must be True or False")
         for k, v in [('d', d), ('n_f', n_f), ('hidden', hidden)]:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ConfigError(f"{k}={v!r} must be an integer >= 1")
         if n_f > d: raise ConfigError(f"n_f={n_f} must be <= d={d}: at most d orthonormal factors fit in d dimensions")
@@ -87,6 +90,7 @@ class Calibrator(nn.Module):
         self.d, self.n_f, self.lambda_s, self.lambda_1 = d, n_f, lambda_s, lambda_1
         self.normalize, self.use_lv, self.use_lw, self.restore_norm = normalize, use_lv, use_lw, restore_norm
         self.reduction, self.mean_cov = reduction, mean_cov
+        self.calibrate_targets = calibrate_targets   # the method's targets (BYOL, MoCo) calibrated with the same V, f_w
         self.f_v = FactorNet(d, n_f, hidden, kind=factor_kind, scale_io=scale_io)
         self.f_w = WeightNet(d, n_f, hidden)
 
