@@ -17,8 +17,8 @@ from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
 __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
-           'plain_step', 'tc2_terms', 'Stage1', 'stage2', 'shard_task_split', 'shard_tasks', 'make_calibrate',
-           'bilevel_step']
+           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'shard_task_split', 'shard_tasks',
+           'make_calibrate', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -138,6 +138,13 @@ def tc2_terms(cal, z_all, V) -> tuple[torch.Tensor, dict]:
         return loss, {k: t[k] for k in ('L_v', 'L_w') if k in t}
     return cal.tc2_loss(z_all, V), {}
 
+def calibrated_target(method, t, calibrate:Callable, calibrator=None):
+    """The target `t` as the loss should see it: `method.map_targets(t, calibrate)` (BYOL's target projections,
+    MoCo's keys and queue in the calibrated space), without gradient as the target itself; `t` unchanged when the
+    calibrator's `calibrate_targets` is False or the method has no target in z's space."""
+    if t is None or not getattr(calibrator, 'calibrate_targets', True) or not hasattr(method, 'map_targets'): return t
+    with torch.no_grad(): return method.map_targets(t, calibrate)
+
 def _f_groups(calibrator:nn.Module) -> tuple[list, list]:
     "(parameters of f_v and anything else, parameters of f_w)."
     fw = {id(p) for p in calibrator.f_w.parameters()}
@@ -165,7 +172,9 @@ class Stage1:
     def _objective(self, cal, method, z_all, zs, ts, kind, bn):
         "Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms)."
         V = cal.factors(z_all)
-        losses = [call_with(method, bn(), lambda m, z, t: set_loss(m, z, t, kind), cal.calibrate(z, V), t) for z, t in zip(zs, ts)]
+        calib = lambda z: cal.calibrate(z.to(V.dtype), V)
+        losses = [call_with(method, bn(), lambda m, z, t: set_loss(m, z, t, kind), calib(z), calibrated_target(method, t, calib, cal))
+                  for z, t in zip(zs, ts)]
         ssl = torch.stack(losses).mean()
         tc2, parts = tc2_terms(cal, z_all, V)
         return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
@@ -312,6 +321,7 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
             z_all = torch.cat([z.detach().reshape(-1, z.shape[-1]) for z in zs + zq_s1]).to(_dtype(cal))
             V = cal.factors(z_all).detach()                                       # updated f_v, same S
         calibrate = make_calibrate(cal, V, x.device.type)
+        ts, tq = [calibrated_target(method, t, calibrate, cal) for t in ts], [calibrated_target(method, t, calibrate, cal) for t in tq]
     else:
         calibrate = lambda z: z
     frozen = [p for p in (stage1.cal.parameters() if calibrated else []) if p.requires_grad]

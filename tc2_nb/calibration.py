@@ -13,7 +13,7 @@ from .core import ConfigError, check_choice, check_range
 
 # %% auto #0
 __all__ = ['batch_stats', 'FactorNet', 'WeightNet', 'factor_loss', 'weight_loss', 'Calibrator', 'subspace_max_sin', 'fit_factors',
-           'fit_weights', 'sparse_factor_data']
+           'fit_weights', 'sparse_factor_data', 'loss_terms', 'default_restore_norm']
 
 # %% ../nbs/07_calibration.ipynb #fc1c3bce
 def batch_stats(z:torch.Tensor, mean_cov:Callable|None=None) -> torch.Tensor:
@@ -77,8 +77,12 @@ class Calibrator(nn.Module):
     "TC²'s f_v and f_w: `factors(z_all) -> V`, `weights(z) -> w`, `calibrate(z, V) -> ẑ = w Vᵀ`, `tc2_loss -> L_v + λ_s L_w`."
     def __init__(self, d:int, n_f:int=16, hidden:int=64, lambda_s:float=1.0, lambda_1:float=0.1,
                  normalize:bool=True, use_lv:bool=True, use_lw:bool=True, factor_kind:str='shared',
-                 restore_norm:bool=False, scale_io:bool=True, reduction:str='mean', mean_cov:Callable|None=None):
+                 restore_norm:bool|str=False, scale_io:bool=True, reduction:str='mean', mean_cov:Callable|None=None,
+                 calibrate_targets:bool=True):
         super().__init__()
+        check_choice('restore_norm', restore_norm, [False, True, 'batch'])
+        for k, v in [('normalize', normalize), ('calibrate_targets', calibrate_targets)]:
+            if not isinstance(v, bool): raise ConfigError(f"{k}={v!r} must be True or False")
         for k, v in [('d', d), ('n_f', n_f), ('hidden', hidden)]:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ConfigError(f"{k}={v!r} must be an integer >= 1")
         if n_f > d: raise ConfigError(f"n_f={n_f} must be <= d={d}: at most d orthonormal factors fit in d dimensions")
@@ -87,6 +91,7 @@ class Calibrator(nn.Module):
         self.d, self.n_f, self.lambda_s, self.lambda_1 = d, n_f, lambda_s, lambda_1
         self.normalize, self.use_lv, self.use_lw, self.restore_norm = normalize, use_lv, use_lw, restore_norm
         self.reduction, self.mean_cov = reduction, mean_cov
+        self.calibrate_targets = calibrate_targets   # the method's targets (BYOL, MoCo) calibrated with the same V, f_w
         self.f_v = FactorNet(d, n_f, hidden, kind=factor_kind, scale_io=scale_io)
         self.f_w = WeightNet(d, n_f, hidden)
 
@@ -107,9 +112,13 @@ class Calibrator(nn.Module):
         return self.f_w(self.prep(z))
 
     def calibrate(self, z:torch.Tensor, V:torch.Tensor, w:torch.Tensor|None=None) -> torch.Tensor:
-        "ẑ = f_w(n(z)) Vᵀ on the last dim of z (..., d); times ||z|| when `restore_norm`."
+        """ẑ = f_w(n(z)) Vᵀ on the last dim of z (..., d); `restore_norm=True`: times each row's ‖z‖; `'batch'`: times
+        ‖z − z̄‖_F / ‖ẑ − ẑ̄‖_F over the rows of this call, so ẑ has z's spread over the batch (scale-sensitive losses)."""
         if w is None: w = self.weights(z)
         zh = w @ V.T
+        if self.restore_norm == 'batch' and z[..., 0].numel() > 1:
+            zf, hf = z.reshape(-1, z.shape[-1]), zh.reshape(-1, zh.shape[-1])
+            return zh * ((zf - zf.mean(0)).norm() / (hf - hf.mean(0)).norm().clamp_min(1e-12))
         return zh * z.norm(dim=-1, keepdim=True) if self.restore_norm else zh
 
     def tc2_loss(self, z_all:torch.Tensor, V:torch.Tensor, w:torch.Tensor|None=None, z:torch.Tensor|None=None,
@@ -175,3 +184,30 @@ def sparse_factor_data(n, d, r, seed, p=0.3):
     U = torch.linalg.qr(torch.randn(d, r, generator=g))[0]
     C = torch.randn(n, r, generator=g) * (torch.rand(n, r, generator=g) < p)
     return F.normalize(C @ U.T + 1e-3 * torch.randn(n, d, generator=g), dim=-1), U
+
+# %% ../nbs/07_calibration.ipynb #506d159b
+def _off_diag(c): return c.flatten()[:-1].view(len(c) - 1, len(c) + 1)[:, 1:].flatten()
+
+def loss_terms(method, z:torch.Tensor, t=None) -> dict:
+    "Two named terms of `method`'s loss on `z` (B, v>=2, ..., d) with target `t` (see above); views 0 and 1."
+    name = type(method).__name__
+    z1, z2 = z[:, 0].float(), z[:, 1].float() if z.shape[1] > 1 else None
+    if name == 'VICReg':
+        c = method.coeffs
+        return dict(invariance=c['sim_coeff'] * F.mse_loss(z1, z2),
+                    variance=c['std_coeff'] * sum(F.relu(1 - torch.sqrt(x.var(0) + 1e-4)).mean() for x in (z1, z2)) / 2)
+    if name == 'BarlowTwins':
+        std = lambda x: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+        cc = std(z1).T @ std(z2) / len(z1)
+        return dict(on_diagonal=(torch.diagonal(cc) - 1).pow(2).sum(), off_diagonal=method.lambda_ * _off_diag(cc).pow(2).sum())
+    if name == 'SimCLR':
+        align = F.cosine_similarity(z1, z2, dim=-1).mean() / method.temperature
+        return dict(alignment=align, uniformity=method.loss(z[:, :2]) + align)
+    perm = torch.roll(torch.arange(len(z)), 1)
+    zs = z[perm] if z2 is None or name == 'MAE' else torch.stack([z[:, 0], z[perm, 1]], 1)
+    shift = 1.0 if name == 'SimSiam' else 0.0          # SimSiam's −cos as the distance 1 − cos, so both terms are > 0
+    return dict(matched=method.loss(z, t) + shift, shuffled=method.loss(zs, t) + shift)
+
+def default_restore_norm(method) -> bool|str:
+    "The `restore_norm` a method gets by default: `'batch'` when its loss is `scale_sensitive`, else False."
+    return 'batch' if getattr(method, 'scale_sensitive', False) else False

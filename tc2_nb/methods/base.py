@@ -23,6 +23,7 @@ class SSLMethod(nn.Module):
     recipe:str = 'simclr'        # augmentation recipe name (tc2_nb.views)
     n_views:int = 2
     optimizer_defaults:dict = dict(optimizer='sgd', lr=0.05, momentum=0.9, weight_decay=5e-4)
+    scale_sensitive:bool = False  # does the loss depend on the norm of each row of z (not only its direction)?
 
     def __init__(self, backbone:nn.Module):
         super().__init__()
@@ -40,6 +41,9 @@ class SSLMethod(nn.Module):
 
     def embed(self, views): raise NotImplementedError
     def target(self, views): return None
+    def map_targets(self, t, fn):
+        "The target with `fn` (a map of embeddings `(..., d) -> (..., d)`) applied to its parts in z's space; none here."
+        return t
     def loss(self, z:torch.Tensor, t=None) -> torch.Tensor: raise NotImplementedError
     def after_step(self, progress:float): pass
     def features(self, x:torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,8 @@ class BYOL(SSLMethod):
         h = self.momentum_backbone(views.flatten(0, 1)).unflatten(0, views.shape[:2])
         return apply_head(self.momentum_projector, h)
 
+    def map_targets(self, t, fn): return None if t is None else fn(t)   # the target projections live in z's space
+
     def loss(self, z, t=None):
         if t is None: raise ConfigError("byol.loss needs the target projections t = method.target(views)")
         return pairwise_mean(byol_loss, apply_head(self.predictor, z), t)

@@ -55,11 +55,14 @@ class MAE(SSLMethod):
     "MAE (He et al., 2022): reconstruct the masked patches' normalised pixels from the visible ones."
     recipe = 'mae'
     n_views = 1
+    scale_sensitive = True        # its decoder reads the token latents as they are
     optimizer_defaults = dict(optimizer='adamw', lr=1.5e-4, lr_scaling='linear', betas=(0.9, 0.95), weight_decay=0.05,
                               scheduler='warmup_cosine', warmup_epochs=10)
     def __init__(self, backbone, decoder_dim:int=128, decoder_depth:int=4, decoder_heads:int=4,
-                 mask_ratio:float=0.75, norm_pix_loss:bool=True):
+                 mask_ratio:float=0.75, norm_pix_loss:bool=True, shared_crop:bool=True):
         super().__init__(backbone)
+        if not isinstance(shared_crop, bool): raise ConfigError(f"shared_crop={shared_crop!r} must be True or False")
+        self.shared_crop = shared_crop
         if not hasattr(backbone, 'forward_masked'):
             raise ConfigError(f"mae needs a backbone with patch masking (forward_masked), e.g. 'vit_tiny'; got {type(backbone).__name__}")
         check_range('mask_ratio', mask_ratio, lo=0, hi=1, hi_open=True)
@@ -78,8 +81,8 @@ class MAE(SSLMethod):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def make_views(self, x, m, augment, generator=None):
-        "`m` augmented copies of each image, each with its own random patch mask."
-        images = augment(x, m, generator)
+        "`m` random patch masks of each image: of one augmented copy (`shared_crop`, the paper's G-SSL), else of `m` copies."
+        images = augment(x, 1, generator).expand(-1, m, *x.shape[1:]) if self.shared_crop else augment(x, m, generator)
         masks = random_patch_masks(len(images), m, self.backbone.n_patches, self.mask_ratio, generator, images.device)
         return MaskedViews(images, masks)
 

@@ -12,9 +12,20 @@ from ..losses import moco_loss, pairwise_mean
 from .base import METHODS, SSLMethod, mlp, apply_head, cosine_tau, momentum_copy, ema_update
 
 # %% auto #0
-__all__ = ['MoCo']
+__all__ = ['QueuedKeys', 'MoCo']
 
 # %% ../../nbs/06b_moco.ipynb #5399093c
+class QueuedKeys:
+    "MoCo's target after a map of embeddings: keys `(B, v, d)` and the negatives `queue` `(Q, d)` it was used on."
+    def __init__(self, keys:torch.Tensor, queue:torch.Tensor): self.keys, self.queue = keys, queue
+    def select(self, image_idx, view_idx):
+        "Keys of views `view_idx` (n, v) of images `image_idx` (n,); the queue is shared by all images."
+        return QueuedKeys(self.keys[image_idx.to(self.keys.device)[:, None], view_idx.to(self.keys.device)], self.queue)
+    def to(self, *args, **kwargs): return QueuedKeys(self.keys.to(*args, **kwargs), self.queue.to(*args, **kwargs))
+    @property
+    def shape(self): return self.keys.shape
+    def __repr__(self): return f"QueuedKeys(keys={tuple(self.keys.shape)}, queue={tuple(self.queue.shape)})"
+
 @METHODS.register('moco')
 class MoCo(SSLMethod):
     "MoCo v2 (Chen et al., 2020): InfoNCE of queries against momentum keys and a queue of negatives."
@@ -44,10 +55,18 @@ class MoCo(SSLMethod):
         self._keys = k[:, 0]
         return k
 
+    def map_targets(self, t, fn):
+        """Keys and queue mapped by `fn` and re-normalised. The queue stores raw keys, mapped at each use by the
+        current `fn`, so old and new keys are always compared in the same space."""
+        if t is None: return None
+        keys, queue = (t.keys, t.queue) if isinstance(t, QueuedKeys) else (t, self.queue)
+        return QueuedKeys(F.normalize(fn(keys), dim=-1), F.normalize(fn(queue), dim=-1))
+
     def loss(self, z, t=None):
         if t is None: raise ConfigError("moco.loss needs the momentum keys t = method.target(views)")
-        queue = self.queue.detach()
-        return pairwise_mean(lambda q1, q2, k1, k2: moco_loss(q1, q2, k1, k2, queue, self.temperature), z, t)
+        keys, queue = (t.keys, t.queue) if isinstance(t, QueuedKeys) else (t, self.queue)
+        queue = queue.detach()
+        return pairwise_mean(lambda q1, q2, k1, k2: moco_loss(q1, q2, k1, k2, queue, self.temperature), z, keys)
 
     @torch.no_grad()
     def after_step(self, progress:float):

@@ -18,6 +18,7 @@ __all__ = ['VICReg']
 class VICReg(SSLMethod):
     "VICReg (Bardes et al., 2022): invariance + variance + covariance regularisation of two views' embeddings."
     recipe = 'simclr'
+    scale_sensitive = True        # its variance hinge asks each feature's std to reach 1
     optimizer_defaults = dict(optimizer='lars', lr=0.3, lr_scaling='linear', weight_decay=1e-4, momentum=0.9,
                               eta=0.02, clip_lr=True, exclude_bias_n_norm=True, scheduler='warmup_cosine', warmup_epochs=10)
     def __init__(self, backbone, proj_hidden_dim:int=2048, proj_output_dim:int=2048,
