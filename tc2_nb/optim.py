@@ -5,13 +5,14 @@ weight decay and LARS adaptation, and a per-step linear warm-up followed by cosi
 
 # %% ../nbs/08b_optim.ipynb #611727cb
 from __future__ import annotations
-import math
+import math, warnings
 import torch
 from torch import nn
 from .core import ConfigError, check_choice
 
 # %% auto #0
-__all__ = ['param_groups', 'LARS', 'build_optimizer', 'warmup_cosine', 'make_scheduler']
+__all__ = ['WARMUP_SHARE', 'MIN_REST', 'param_groups', 'LARS', 'build_optimizer', 'warmup_cosine', 'make_scheduler', 'fit_warmup',
+           'warn_once']
 
 # %% ../nbs/08b_optim.ipynb #ed9d23f0
 def param_groups(module:nn.Module|list, weight_decay:float, exclude_bias_n_norm:bool=True) -> list[dict]:
@@ -91,3 +92,29 @@ def make_scheduler(opt:torch.optim.Optimizer, total_steps:int, warmup_steps:int=
     "A `LambdaLR` following `warmup_cosine`; groups marked `fix_lr` (SimSiam's predictor) keep their lr."
     sched = lambda s: warmup_cosine(s, total_steps, warmup_steps, min_factor)
     return torch.optim.lr_scheduler.LambdaLR(opt, [(lambda s: 1.0) if g.get('fix_lr') else sched for g in opt.param_groups])
+
+# %% ../nbs/08b_optim.ipynb #fitwarm1
+WARMUP_SHARE = 0.1      # a recipe's warm-up may take at most this share of the run
+MIN_REST = 0.2          # a warm-up the user sets must leave at least this share of the run to the cosine phase
+
+def fit_warmup(epochs:float, recipe:float=0.0, requested:float|None=None, who:str='the recipe') -> tuple[float, str|None]:
+    """Warm-up epochs for an `epochs`-epoch run and the note to tell the user (None when the value is unchanged).
+    `requested` (the configuration's value) wins over `recipe` (the method's); see the rule above."""
+    if epochs <= 0: raise ConfigError(f"epochs={epochs!r} must be > 0")
+    proposal = round(WARMUP_SHARE * epochs, 2)
+    if requested is not None:
+        if requested < 0: raise ConfigError(f"warmup_epochs={requested!r} must be >= 0")
+        if requested >= epochs or requested > (1 - MIN_REST) * epochs:
+            raise ConfigError(f"warmup_epochs={requested!r} leaves {max(0.0, 1 - requested / epochs):.0%} of the {epochs}-epoch run "
+                              f"after the warm-up (at least {MIN_REST:.0%} needed); set warmup_epochs={proposal:g} "
+                              f"({WARMUP_SHARE:.0%} of the run) or more epochs")
+        return float(requested), None
+    if recipe <= WARMUP_SHARE * epochs: return float(recipe), None
+    return float(proposal), (f"{who}'s {recipe:g} warm-up epochs are meant for long runs; this {epochs:g}-epoch run warms up "
+                             f"for {proposal:g} epochs ({WARMUP_SHARE:.0%} of the run, tc2_nb.optim.fit_warmup); "
+                             f"set warmup_epochs to choose another value")
+
+def warn_once(note:str|None):
+    "Say `note` (if any) as a `UserWarning`; Python's default filter shows each distinct message once."
+    if note: warnings.warn(note, UserWarning, stacklevel=3)
+

@@ -19,7 +19,7 @@ from .core import (ConfigError, CheckpointError, get_device, seed_everything, at
                          atomic_write, load_checkpoint, nonfinite_tensors, run_lock, check_writable)
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, check_factors,
                                  check_views_per_set, check_view_memory)
-from .optim import build_optimizer, make_scheduler
+from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
 from .bilevel import Stage1, plain_step, bilevel_step, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
@@ -148,7 +148,7 @@ class StepWindow:
         for (step, epoch, lr, _, _), v in zip(self.steps, vals):
             for k, x in zip(keys, v):
                 if not math.isfinite(x):
-                    raise NonFiniteLossError(f"loss term {k!r} is {x} at step {step} (epoch {epoch})")
+                    raise NonFiniteLossError(f"loss term {k!r} is {x} at step {step} (epoch {epoch}, lr {lr:.4g})")
             rows.append(dict(step=step, epoch=epoch, lr=lr, **dict(zip(keys, v)), img_per_s=ips))
         probes = [dict(step=s, epoch=e, **dict(zip(pkeys, v))) for (s, e, _), v in zip(self.probes, pvals)]
         self.steps, self.probes, self.t0 = [], [], time.time()
@@ -195,8 +195,8 @@ def optimizer_settings(cfg:TrainConfig, method) -> dict:
     scaling = cfg.lr_scaling or rec.get('lr_scaling', 'none')
     if scaling == 'linear': lr = lr * cfg.batch_size / 256
     wd = cfg.weight_decay if cfg.weight_decay is not None else rec.get('weight_decay', 0.0)
-    warm = cfg.warmup_epochs if cfg.warmup_epochs is not None else min(rec.get('warmup_epochs', 0), cfg.epochs / 10)
-    return dict(optimizer=name, lr=lr, weight_decay=wd, warmup_epochs=warm, momentum=cfg.momentum,
+    warm, note = fit_warmup(cfg.epochs, rec.get('warmup_epochs', 0), cfg.warmup_epochs, f'the {cfg.method} recipe')
+    return dict(optimizer=name, lr=lr, weight_decay=wd, warmup_epochs=warm, warmup_note=note, momentum=cfg.momentum,
                 lars_eta=rec.get('eta', cfg.lars_eta) if cfg.optimizer is None else cfg.lars_eta,
                 exclude_bias_n_norm=rec.get('exclude_bias_n_norm', cfg.exclude_bias_n_norm) if cfg.optimizer is None else cfg.exclude_bias_n_norm,
                 betas=tuple(rec.get('betas', (0.9, 0.95))))
@@ -204,11 +204,13 @@ def optimizer_settings(cfg:TrainConfig, method) -> dict:
 def build_outer(cfg:TrainConfig, method, steps_per_epoch:int):
     "(optimiser, scheduler, settings) for the encoder θ (trainable parameters of the method)."
     s = optimizer_settings(cfg, method)
+    warn_once(s['warmup_note'])                       # a recipe warm-up fitted to a short run: said once, at the start
     groups = method.param_groups() if hasattr(method, 'param_groups') else [dict(params=list(method.parameters()))]
     opt = build_optimizer(groups, s['optimizer'], s['lr'], s['weight_decay'], s['momentum'], s['lars_eta'], cfg.lars_clip,
                           s['exclude_bias_n_norm'], s['betas'])
     total = cfg.epochs * steps_per_epoch
-    sched = make_scheduler(opt, total, int(round(s['warmup_epochs'] * steps_per_epoch)))
+    s['warmup_steps'] = int(round(s['warmup_epochs'] * steps_per_epoch))
+    sched = make_scheduler(opt, total, s['warmup_steps'])
     return opt, sched, s
 
 # %% ../nbs/08d_trainer.ipynb #68c0647c
@@ -360,7 +362,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     if uses_calibration(cfg.variant):
         x0 = next(iter(batches(cfg.seed, 0)))
         d = representation_dim(method, x0, augment)
-        if calibrator is None: calibrator = build_calibrator(cfg, d)
+        if calibrator is None: calibrator = build_calibrator(cfg, d, method=method)
         else: check_factors(cfg.n_factors, d)
         if shards > 1:                                                          # S over the whole global batch
             if not hasattr(calibrator, 'mean_cov'):
@@ -434,7 +436,10 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     def flush():
         try: rows, probes = window.flush()
         except NonFiniteLossError as e:
-            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}") from None
+            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}. Likeliest cause: the lr at that step "
+                                     f"(base lr {opt_settings['lr']:.4g} after a warm-up of {opt_settings['warmup_steps']} steps = "
+                                     f"{opt_settings['warmup_epochs']:g} epochs) is too high for this model: lower lr or lengthen "
+                                     f"warmup_epochs") from None
         log.add(rows); probe_log.add(probes)
         return rows
 

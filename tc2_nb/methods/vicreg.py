@@ -21,9 +21,12 @@ class VICReg(SSLMethod):
     scale_sensitive = True        # its variance hinge asks each feature's std to reach 1
     optimizer_defaults = dict(optimizer='lars', lr=0.3, lr_scaling='linear', weight_decay=1e-4, momentum=0.9,
                               eta=0.02, clip_lr=True, exclude_bias_n_norm=True, scheduler='warmup_cosine', warmup_epochs=10)
-    def __init__(self, backbone, proj_hidden_dim:int=2048, proj_output_dim:int=2048,
+    def __init__(self, backbone, proj_hidden_dim:int|None=None, proj_output_dim:int|None=None,
                  sim_coeff:float=25.0, std_coeff:float=25.0, cov_coeff:float=1.0):
         super().__init__(backbone)
+        width = 4 * backbone.out_dim                  # 2048 for ResNet-18, 512 for small_cnn: see the table above
+        proj_hidden_dim = width if proj_hidden_dim is None else proj_hidden_dim
+        proj_output_dim = width if proj_output_dim is None else proj_output_dim
         for k, v in dict(sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff).items(): check_range(k, v, lo=0)
         self.coeffs = dict(sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff)
         self.projector = mlp([backbone.out_dim, proj_hidden_dim, proj_hidden_dim, proj_output_dim])
