@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from .core import ConfigError, Registry, check_choice, atomic_write, atomic_write_json
 from .train_config import TrainConfig
+from .tblog import TBLog
 from .data import DATASETS, get_dataset
 from . import evaluate as ev
 
@@ -136,6 +137,7 @@ def run_experiment(params:dict|None=None, **overrides) -> pd.DataFrame:
     df['pretrain_dataset'] = cfg.dataset
     if out is not None:
         atomic_write(out/'results.csv', df.to_csv(index=False))
+        if cfg.tensorboard: TBLog(out, batch_size=cfg.batch_size).eval_table(df, res.steps).close()   # 08e
         atomic_write_json(dict(res.summary, seconds=time.time() - t0, steps=res.steps), out/'summary.json')
     return df
 

@@ -19,6 +19,7 @@ from .core import ConfigError, get_device, seed_everything, atomic_torch_save, a
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, check_factors,
                                  check_views_per_set)
 from .optim import build_optimizer, make_scheduler
+from .tblog import TBLog
 from .bilevel import Stage1, plain_step, bilevel_step, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
@@ -348,6 +349,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         for lg in (log, probe_log):
             if lg.path.exists(): atomic_write(lg.path, pd.DataFrame(lg.rows).to_csv(index=False) if lg.rows else '')
     if out: atomic_write_json(dict(cfg.to_dict(), resolved_optimizer=opt_settings, world_size=info.world_size), out/'config.json')
+    tb = TBLog(out if cfg.tensorboard else None, start_step=step, batch_size=cfg.batch_size)   # live curves (08e)
 
     def save(finished=False):
         if cfg.out_dir is None: return
@@ -365,7 +367,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
             last = f"{out/'checkpoint.pt'} (step {torch.load(out/'checkpoint.pt', map_location='cpu', weights_only=False)['step']})" \
                    if out and (out/'checkpoint.pt').exists() else 'none'
             raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {last}") from None
-        log.add(rows); probe_log.add(probes)
+        log.add(rows); probe_log.add(probes); tb.train_rows(rows); tb.probe_rows(probes)
         return rows
 
     finished = state is not None and state.get('finished', False)
@@ -405,7 +407,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
             epoch += 1; pos = 0
             flush(); save()
             continue
-    flush()
+    flush(); tb.close()
     bar.close()
     finished = finished or (epoch >= cfg.epochs)
     if not finished: save()                                   # stopped by max_steps: resumable from here
