@@ -82,7 +82,7 @@ NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF=$CONF
-    slurmctld -f "$CONF" -i 2>>"$DIR/start.err" || { echo "slurm_local: slurmctld failed: $(tail -3 "$DIR/slurmctld.log" 2>/dev/null)" >&2; "$0" stop >/dev/null; exit 3; }
+    slurmctld -f "$CONF" -c -i 2>>"$DIR/start.err" || { echo "slurm_local: slurmctld failed: $(tail -3 "$DIR/slurmctld.log" 2>/dev/null)" >&2; "$0" stop >/dev/null; exit 3; }
     slurmd -f "$CONF" 2>>"$DIR/start.err" || { echo "slurm_local: slurmd failed: $(tail -3 "$DIR/slurmd.log" 2>/dev/null)" >&2; "$0" stop >/dev/null; exit 3; }
     for _ in $(seq 60); do
       state=$(sinfo -h -N -o %t 2>/dev/null | head -1 || true)

@@ -59,7 +59,7 @@ def test_slurm_sweep_equals_in_process_and_reports_failures(slurm, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 def test_preempted_and_requeued_points_resume_exactly(slurm, tmp_path):
-    base = dict(TINY, epochs=3, tensorboard=True)
+    base = dict(TINY, epochs=4, limit_train=2048, ckpt_every=8, tensorboard=True)   # long enough to interrupt
     s = dict(out_root=str(tmp_path/'sweep'), notebook='none', base=base, grid=dict(seed=[0, 1]))
     rows = launch(s, 'slurm', dict(timeout_min=5, cpus_per_task=1, signal_delay_s=30))
     ids = [r['job_id'] for r in rows]; print('job ids:', ids)
@@ -67,7 +67,8 @@ def test_preempted_and_requeued_points_resume_exactly(slurm, tmp_path):
     t0 = time.time()                                         # interrupt each once it has a checkpoint
     while not all((d/'checkpoint.pt').exists() for d in dirs):
         assert time.time() - t0 < 90, 'no checkpoint'; time.sleep(0.2)
-    subprocess.run(['scancel', '--signal=USR2', ids[0]], check=True)   # what SLURM sends before a time limit or pre-emption
+    r = subprocess.run(['scancel', '--signal=USR2', ids[0]], capture_output=True, text=True)   # what SLURM sends before a time limit or pre-emption
+    assert r.returncode == 0, (r.stderr, job_states(ids))
     subprocess.run(['scontrol', 'requeue', ids[1]], check=True)        # an admin's (or the scheduler's) requeue
     st = {r['run']: r for r in _wait(tmp_path, s)}
     assert all(r['status'] == 'done' for r in st.values()), st
