@@ -10,7 +10,7 @@ KERNEL := tc2_nb
 # Notebooks and tests run two at a time on small machines: one BLAS thread each avoids oversubscription.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup data kernel sync test demo lab clean-runs
+.PHONY: setup data kernel sync slurm test demo lab clean-runs
 
 setup: $(STAMP) data kernel
 
@@ -29,6 +29,12 @@ data: $(STAMP)
 	  else echo "note: not root; install dataset-fashion-mnist or pass root=/download=True to get_dataset"; fi; fi
 	$(BIN)/python -c "from tc2_nb.data import fetch_offline_data; fetch_offline_data()"
 
+# A local SLURM for the launcher's tests (tests/test_launch.py starts and stops it): Debian's slurm-wlm and munge.
+slurm:
+	@if ! command -v slurmctld >/dev/null && [ ! -x /usr/sbin/slurmctld ]; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null || echo "note: apt-get could not install slurm-wlm munge"; \
+	  else echo "note: not root; the SLURM tests will be skipped"; fi; fi
+
 # A named Jupyter kernel for this environment, used by JupyterLab and papermill alike. Registered every time, so that
 # it runs this checkout's environment even after another checkout (or a moved one) registered the name.
 kernel: $(STAMP)
@@ -42,7 +48,7 @@ sync: $(STAMP)
 	  if [ "$$before" != "$$after" ]; then echo "tc2_nb/ is out of sync with nbs/: run nbdev-export and commit"; git status --porcelain; exit 1; fi
 	@echo "sync: notebooks clean, library in sync"
 
-test: setup sync
+test: setup sync slurm
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q tests/
 

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from .core import ConfigError, Registry, check_choice, atomic_write, atomic_write_json, run_lock, check_writable
 from .train_config import TrainConfig
+from .tblog import TBLog
 from .data import DATASETS, get_dataset
 from . import evaluate as ev
 
@@ -168,6 +169,7 @@ def _run_experiment(cfg:TrainConfig, exp:dict, out:Path|None) -> pd.DataFrame:
     df['pretrain_dataset'] = cfg.dataset
     if out is not None:
         atomic_write(out/'results.csv', df.to_csv(index=False))
+        if cfg.tensorboard: TBLog(out, batch_size=cfg.batch_size).eval_table(df, res.steps).close()   # 08e
         atomic_write_json(dict(res.summary, seconds=time.time() - t0, steps=res.steps), out/'summary.json')
     return df
 

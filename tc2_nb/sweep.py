@@ -231,7 +231,7 @@ def gain_spread_plot(df:pd.DataFrame, treatment='T', control='base', metric='lin
     return ax
 
 # %% ../nbs/14_sweep.ipynb #b087ba12
-SWEEP_KEYS = ('out_root', 'notebook', 'config', 'base', 'grid', 'kernel')
+SWEEP_KEYS = ('out_root', 'notebook', 'config', 'base', 'grid', 'kernel', 'slurm')   # slurm: the launcher's options (14b)
 
 def load_sweep(path) -> dict:
     "Read a sweep file; unknown keys are an error."
@@ -299,23 +299,26 @@ def report(out_root, control='base') -> dict:
     return res
 
 def sweep_main(argv=None) -> int:
-    "Entry point of `tc2-sweep SWEEP.yaml [--report-only]`."
-    import argparse
+    "Entry point of `tc2-sweep SWEEP.yaml [--report-only] [--executor slurm|local|debug]`, `tc2-sweep status|report SWEEP.yaml`."
+    import argparse, sys
+    from tc2_nb.launch import add_launch_args, launch_main, status_main, point_runner
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ['status']: return status_main(argv[1:])
+    if argv[:1] == ['report']: argv = argv[1:] + ['--report-only']
     p = argparse.ArgumentParser(prog='tc2-sweep', description='Run a grid of experiments, then aggregate it.')
     p.add_argument('sweep', help='sweep YAML file (out_root, notebook, config, base, grid)')
     p.add_argument('--report-only', action='store_true', help='only aggregate the runs already finished')
+    add_launch_args(p)
     a = p.parse_args(argv)
     try:
         s = load_sweep(a.sweep); check_sweep(s)
     except ConfigError as e:
         print(f"tc2-sweep: {e}"); return 2
-    if not a.report_only:
-        nb = s.get('notebook', Path(__file__).resolve().parents[1]/'nbs'/'12_run_experiment.ipynb')
-        if str(nb).lower() == 'none':
-            from tc2_nb.experiment import run_experiment
-            run_fn = lambda params, out_dir: run_experiment(params)
-        else: run_fn = papermill_runner(nb, s.get('kernel'))
-        status = run_sweep(run_fn, s['base'], s['grid'], s['out_root'])
+    if a.executor and not a.report_only:
+        rc = launch_main(s, a)
+        if a.executor == 'slurm' and not a.wait: return rc
+    elif not a.report_only:
+        status = run_sweep(point_runner(s), s['base'], s['grid'], s['out_root'])
         print(status.to_string(index=False))
     res = report(s['out_root'])
     print(res['table'].to_string())

@@ -103,6 +103,7 @@ class TrainConfig:
     deterministic: bool = False            # torch deterministic algorithms (slower on GPU)
     num_workers: int = 0                   # DataLoader workers for lazily loaded datasets
     progress: bool = True                  # tqdm bar
+    tensorboard: bool = False              # event files in out_dir/tb (rank 0; see 08e)
     out_dir: str|None = None               # None: nothing written, no resume
     resume: bool = True                    # continue from out_dir's checkpoint when there is one
     fresh: bool = False                    # delete out_dir's previous run first
@@ -115,7 +116,7 @@ class TrainConfig:
     def alpha(self) -> tuple: return self.alphas
 
 # %% ../nbs/08a_train_config.ipynb #3bba5bc1
-RUN_CONTROL_KEYS = ('max_steps', 'resume', 'fresh', 'progress', 'device', 'num_workers', 'out_dir', 'log_every')
+RUN_CONTROL_KEYS = ('max_steps', 'resume', 'fresh', 'progress', 'device', 'num_workers', 'out_dir', 'log_every', 'tensorboard')
 
 # %% ../nbs/08a_train_config.ipynb #a0985d75
 def _fields() -> list: return [f.name for f in dataclasses.fields(TrainConfig)]

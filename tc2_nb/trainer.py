@@ -20,6 +20,7 @@ from .core import (ConfigError, CheckpointError, get_device, seed_everything, at
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, check_factors,
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
+from .tblog import TBLog
 from .bilevel import Stage1, plain_step, bilevel_step, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
@@ -399,6 +400,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         for lg in (log, probe_log):
             if lg.path.exists(): atomic_write(lg.path, pd.DataFrame(lg.rows).to_csv(index=False) if lg.rows else '')
     if out: atomic_write_json(dict(cfg.to_dict(), resolved_optimizer=opt_settings, world_size=info.world_size), out/'config.json')
+    tb = TBLog(out if cfg.tensorboard else None, start_step=step, batch_size=cfg.batch_size)   # live curves (08f)
     monitor, mlog = None, CSVLog()
     if cfg.monitor_every and info.is_main:                      # rank 0 evaluates; the others go on to the next step's collectives
         from tc2_nb.monitor import build_monitor, diagnose
@@ -414,7 +416,8 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         if monitor is None: return
         rows = monitor(method.backbone, step, epoch)
         d = diagnose(method, diag_images, augment, calibrator if uses_calibration(cfg.variant) else None, seed=cfg.seed)
-        mlog.add(rows + [dict(step=step, epoch=epoch, split='val', metric=k, value=v) for k, v in d.items()])
+        rows += [dict(step=step, epoch=epoch, split='val', metric=k, value=v) for k, v in d.items()]
+        mlog.add(rows); tb.monitor_rows(rows)
     if state is None: watch()                                   # the curve starts at initialisation
 
     def save(finished=False):
@@ -440,7 +443,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
                                      f"(base lr {opt_settings['lr']:.4g} after a warm-up of {opt_settings['warmup_steps']} steps = "
                                      f"{opt_settings['warmup_epochs']:g} epochs) is too high for this model: lower lr or lengthen "
                                      f"warmup_epochs") from None
-        log.add(rows); probe_log.add(probes)
+        log.add(rows); probe_log.add(probes); tb.train_rows(rows); tb.probe_rows(probes)
         return rows
 
     finished = state is not None and state.get('finished', False)
@@ -484,7 +487,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
             if monitor is not None and monitor.due(epoch): watch()
             save()
             continue
-    flush()
+    flush(); tb.close()
     bar.close()
     finished = finished or (epoch >= cfg.epochs)
     if not finished: save()                                   # stopped by max_steps: resumable from here
