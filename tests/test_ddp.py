@@ -97,8 +97,11 @@ def test_two_ranks_equal_one_process_on_the_global_batch(two_ranks, i, params, f
     assert rank0[i]['steps'] == one['steps'] == 4
     for k, v in rank0[i]['params'].items(): assert torch.equal(v, rank1[i]['params'][k]), k   # ranks stay identical
     _close(rank0[i]['params'], one['params'], atol)
-    cols = [c for c in one['log'].columns if c not in ('step', 'epoch', 'lr')]
+    cols = [c for c in one['log'].columns if c not in ('step', 'epoch', 'lr', 'grad_norm_backbone')]
     torch.testing.assert_close(torch.tensor(rank0[i]['log'][cols].values), torch.tensor(one['log'][cols].values), atol=1e-5, rtol=0)
+    # the gradient norm sums float32 gradients averaged over two shards in another order: measured 7.5e-6 relative
+    torch.testing.assert_close(torch.tensor(rank0[i]['log']['grad_norm_backbone'].values),
+                               torch.tensor(one['log']['grad_norm_backbone'].values), atol=0, rtol=1e-4)
     # the updates are far larger than the tolerance: a gradient off by the world size (2x or 1/2x) would fail above
     moved = max((one['params'][k] - p).abs().max().item() for k, p in _initial(params).items())
     assert moved > 1e-2, moved
