@@ -169,7 +169,7 @@ def _run_experiment(cfg:TrainConfig, exp:dict, out:Path|None) -> pd.DataFrame:
     df['pretrain_dataset'] = cfg.dataset
     if out is not None:
         atomic_write(out/'results.csv', df.to_csv(index=False))
-        if cfg.tensorboard: TBLog(out, batch_size=cfg.batch_size).eval_table(df, res.steps).close()   # 08e
+        if cfg.tensorboard: TBLog(out, batch_size=cfg.batch_size).eval_table(df, res.steps).close()   # 08f
         atomic_write_json(dict(res.summary, seconds=time.time() - t0, steps=res.steps), out/'summary.json')
     return df
 

@@ -7,11 +7,12 @@ requeue pre-empted or timed-out points to resume from their own checkpoint, and 
 from __future__ import annotations
 import fcntl, json, os, re, subprocess, sys, time
 from pathlib import Path
-from .core import ConfigError, atomic_write_json, check_choice
+from .core import ConfigError, atomic_write_json, check_choice, is_locked
+from .experiment import run_finished
 from .sweep import expand_grid, run_name, run_sweep, papermill_runner, RESULTS, FAILED, PARAMS
 
 # %% auto #0
-__all__ = ['SLURM_DEFAULTS', 'EXECUTORS', 'LAUNCH_DIR', 'LOCK', 'ACTIVE_STATES', 'slurm_options', 'is_locked', 'point_status',
+__all__ = ['SLURM_DEFAULTS', 'EXECUTORS', 'LAUNCH_DIR', 'LOCK', 'ACTIVE_STATES', 'slurm_options', 'point_status',
            'parse_scontrol', 'job_states', 'point_runner', 'run_point', 'PointJob', 'make_executor', 'read_jobs',
            'launch', 'sweep_status', 'print_status', 'add_launch_args', 'launch_main', 'status_main']
 
@@ -54,30 +55,15 @@ def slurm_options(block:dict|None=None, overrides:dict|None=None) -> dict:
     return out
 
 # %% ../nbs/14b_launch.ipynb #ada7df1b
-def _reached_planned_steps(d:Path) -> bool:
-    try: s = json.loads((d/'summary.json').read_text())
-    except (OSError, ValueError): return False
-    try: max_steps = json.loads((d/'config.json').read_text()).get('max_steps')
-    except (OSError, ValueError): max_steps = None
-    total = s.get('total_steps')
-    if total is None: return bool(s.get('finished'))
-    planned = total if max_steps is None else min(total, max_steps)
-    return s.get('steps', -1) >= planned
-
-def is_locked(d) -> bool:
-    "Whether another process holds run folder `d`'s lock."
-    f = Path(d)/LOCK
-    if not f.exists(): return False
-    with open(f, 'a+') as h:
-        try: fcntl.flock(h, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: return True
-        fcntl.flock(h, fcntl.LOCK_UN)
-    return False
+def _planned_max_steps(d:Path) -> int|None:
+    "The `max_steps` the run in `d` asked for (its config.json), if any."
+    try: return json.loads((d/'config.json').read_text()).get('max_steps')
+    except (OSError, ValueError): return None
 
 def point_status(d) -> str:
-    "'done', 'running', 'failed', 'partial' or 'missing', from run folder `d` alone."
+    "'done', 'running', 'failed', 'partial' or 'missing', from run folder `d` alone (the sweep's own finish and lock rules)."
     d = Path(d)
-    if (d/RESULTS).exists() and _reached_planned_steps(d): return 'done'
+    if run_finished(d, _planned_max_steps(d)): return 'done'
     if is_locked(d): return 'running'
     if (d/FAILED).exists(): return 'failed'
     if (d/'checkpoint.pt').exists(): return 'partial'

@@ -103,7 +103,7 @@ class TrainConfig:
     deterministic: bool = False            # torch deterministic algorithms (slower on GPU)
     num_workers: int = 0                   # DataLoader workers for lazily loaded datasets
     progress: bool = True                  # tqdm bar
-    tensorboard: bool = False              # event files in out_dir/tb (rank 0; see 08e)
+    tensorboard: bool = False              # event files in out_dir/tb (rank 0; see 08f)
     out_dir: str|None = None               # None: nothing written, no resume
     resume: bool = True                    # continue from out_dir's checkpoint when there is one
     fresh: bool = False                    # delete out_dir's previous run first

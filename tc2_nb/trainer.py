@@ -301,11 +301,10 @@ def _last_good(out:Path|None) -> str:
     try: return f"{out/'checkpoint.pt'} (step {load_checkpoint(out/'checkpoint.pt')['step']})"
     except Exception as e: return f"{out/'checkpoint.pt'} (unreadable: {e})"
 
-def _likely_cause(settings:dict, sched, steps_per_epoch:int) -> str:
-    lr = sched.get_last_lr()[0] if sched is not None else settings['lr']
-    warm = int(round(settings['warmup_epochs'] * steps_per_epoch))
-    return (f"the likeliest cause is the learning rate: {settings['optimizer']} at lr {lr:.4g} now (peak {settings['lr']:.4g}), "
-            f"after a warm-up of {warm} steps; try a lower lr or a longer warmup_epochs")
+def _likely_cause(settings:dict) -> str:
+    "What a non-finite loss or weight most often means, in the run's own numbers (`optimizer_settings`)."
+    return (f"Likeliest cause: the lr at that step (base lr {settings['lr']:.4g} after a warm-up of {settings['warmup_steps']} "
+            f"steps = {settings['warmup_epochs']:g} epochs) is too high for this model: lower lr or lengthen warmup_epochs")
 
 @contextlib.contextmanager
 def torch_modes(deterministic:bool, device:torch.device):
@@ -432,17 +431,14 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         bad = nonfinite_tensors({k: ck[k] for k in ('method', 'calibrator', 'stage1', 'optimizer')})
         if bad:      # a finite loss can still leave NaN weights behind (lr=nan, an overflowing update): never save them
             raise NonFiniteLossError(f"{len(bad)} tensors of the run's state are NaN or Inf after step {step - 1} (e.g. {bad[:3]}), "
-                                     f"so no checkpoint was written; {_likely_cause(opt_settings, sched, batches.steps_per_epoch)}. "
+                                     f"so no checkpoint was written. {_likely_cause(opt_settings)}. "
                                      f"Last good checkpoint: {_last_good(out)}")
         atomic_torch_save(ck, out/'checkpoint.pt')
 
     def flush():
         try: rows, probes = window.flush()
         except NonFiniteLossError as e:
-            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}. Likeliest cause: the lr at that step "
-                                     f"(base lr {opt_settings['lr']:.4g} after a warm-up of {opt_settings['warmup_steps']} steps = "
-                                     f"{opt_settings['warmup_epochs']:g} epochs) is too high for this model: lower lr or lengthen "
-                                     f"warmup_epochs") from None
+            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}. {_likely_cause(opt_settings)}") from None
         log.add(rows); probe_log.add(probes); tb.train_rows(rows); tb.probe_rows(probes)
         return rows
 
