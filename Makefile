@@ -10,7 +10,7 @@ KERNEL := tc2_nb
 # Notebooks and tests run two at a time on small machines: one BLAS thread each avoids oversubscription.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup data kernel sync slurm test demo lab clean-runs
+.PHONY: setup data kernel sync slurm test portable demo lab clean-runs
 
 setup: $(STAMP) data kernel
 
@@ -51,6 +51,13 @@ sync: $(STAMP)
 test: setup sync slurm
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q tests/
+
+# The suite as CPUs without AVX-512 (avx2) and without AVX (generic) round floats, at 1 and 2 threads: a test must pass
+# on any x86-64 machine. Slow (four runs); for changes to numerics or tolerances.
+portable: setup sync slurm
+	for p in generic avx2; do for t in 1 2; do echo "== profile $$p, $$t thread(s)"; \
+	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/nbdev-test --n-workers 2 && \
+	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/python -m pytest -q tests/ || exit 1; done; done
 
 demo: setup
 	$(BIN)/tc2-demo

@@ -90,7 +90,7 @@ def two_ranks(tmp_path_factory):
     return run_workers(_ranks, 2, (cases,)), d
 
 
-@pytest.mark.parametrize('i,params,float64,atol', [(0, BASE, False, 1e-5), (1, TC2, True, 1e-9)], ids=['base_simclr', 'tc2_simclr'])
+@pytest.mark.parametrize('i,params,float64,atol', [(0, BASE, False, 1e-4), (1, TC2, True, 1e-9)], ids=['base_simclr', 'tc2_simclr'])
 def test_two_ranks_equal_one_process_on_the_global_batch(two_ranks, i, params, float64, atol):
     (rank0, rank1), _ = two_ranks
     one = _train(dict(params, task_shards=2) if params['variant'] != 'base' else params, float64)
@@ -98,10 +98,11 @@ def test_two_ranks_equal_one_process_on_the_global_batch(two_ranks, i, params, f
     for k, v in rank0[i]['params'].items(): assert torch.equal(v, rank1[i]['params'][k]), k   # ranks stay identical
     _close(rank0[i]['params'], one['params'], atol)
     cols = [c for c in one['log'].columns if c not in ('step', 'epoch', 'lr', 'grad_norm_backbone')]
-    torch.testing.assert_close(torch.tensor(rank0[i]['log'][cols].values), torch.tensor(one['log'][cols].values), atol=1e-5, rtol=0)
-    # the gradient norm sums float32 gradients averaged over two shards in another order: measured 7.5e-6 relative
+    torch.testing.assert_close(torch.tensor(rank0[i]['log'][cols].values), torch.tensor(one['log'][cols].values), atol=1e-5, rtol=1e-4)
+    # float32 sums in another order: measured up to 1.1e-6 (parameters), 1e-6 relative (log) and 7.5e-6 relative (gradient
+    # norm) on one machine; the tolerances keep a margin of ~100x for other CPUs' kernels
     torch.testing.assert_close(torch.tensor(rank0[i]['log']['grad_norm_backbone'].values),
-                               torch.tensor(one['log']['grad_norm_backbone'].values), atol=0, rtol=1e-4)
+                               torch.tensor(one['log']['grad_norm_backbone'].values), atol=0, rtol=1e-3)
     # the updates are far larger than the tolerance: a gradient off by the world size (2x or 1/2x) would fail above
     moved = max((one['params'][k] - p).abs().max().item() for k, p in _initial(params).items())
     assert moved > 1e-2, moved

@@ -155,9 +155,9 @@ def test_probe_equals_direct_computation():
         lk = ref.loss(ref.embed(select_views(views, *split.index(k, 'support'))))
         rows.append(torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(lk, list(ref.backbone.parameters()))]))
     direct = torch.stack([torch.stack([nn.functional.cosine_similarity(a, b, dim=0) for b in rows]) for a in rows])
-    torch.testing.assert_close(conflict_stats(grads)['cos'], direct, atol=1e-5, rtol=0)
+    torch.testing.assert_close(conflict_stats(grads)['cos'], direct, atol=1e-4, rtol=0)
     off = direct[~torch.eye(4, dtype=torch.bool)]
-    assert abs(conflict_stats(grads)['cos_mean'].item() - off.mean().item()) < 1e-5
+    assert abs(conflict_stats(grads)['cos_mean'].item() - off.mean().item()) < 1e-4
     # the base variant's probe: K contiguous groups of the batch, each group's own loss
     m2 = copy.deepcopy(ref)
     _, g2 = plain_step(m2, x, aug, torch.Generator().manual_seed(4), probe_tasks=4)
@@ -166,7 +166,7 @@ def test_probe_equals_direct_computation():
     z = ref2.embed(v)
     for k in range(4):
         gk = torch.autograd.grad(ref2.loss(z[2 * k:2 * k + 2]), list(ref2.backbone.parameters()), retain_graph=True)
-        torch.testing.assert_close(g2[k], torch.cat([t.reshape(-1) for t in gk]), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(g2[k], torch.cat([t.reshape(-1) for t in gk]), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize('method', ['simclr', 'byol'])
