@@ -68,7 +68,7 @@ def diagnose(method, images:torch.Tensor, augment, calibrator=None, seed:int=0) 
             z = method.embed(views).float()                                 # (B, 2, d)
             if half == 0:
                 h = method.backbone(views[:, 0])
-                out.update(erank_h=effective_rank(h.flatten(1).float()), erank_z=effective_rank(z[:, 0]),
+                out.update(erank_h_views=effective_rank(h.flatten(1).float()), erank_z=effective_rank(z[:, 0]),
                            align_z=alignment(z[:, 0], z[:, 1]), uniform_z=uniformity(z[:, 0]))
             if calibrator is not None:
                 V = calibrator.factors(z.reshape(-1, z.shape[-1]))

@@ -26,7 +26,7 @@ def test_monitor_writes_curves_and_leaves_training_alone(tmp_path, variant):
     assert sorted(set(knn.step)) == [0, 4, 8] and set(knn.split) == {'val', 'mnist'}
     assert knn.value.between(10, 100).all()                      # ten classes: far above nothing, at most everything
     diag = set(m[m.step == 8].metric)
-    assert {'erank_h', 'erank_z', 'align_z', 'uniform_z'} <= diag
+    assert {'erank_h_views', 'erank_z', 'align_z', 'uniform_z'} <= diag
     assert ({'erank_zhat', 'V_subspace_cos', 'w_near_zero', 'w_entropy'} <= diag) == (variant == 'TC2')
     split = json.loads((tmp_path/'on'/'monitor_split.json').read_text())
     assert len(split['train_indices']) == 256 and len(split['val_indices']) == 200
