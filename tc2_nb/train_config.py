@@ -57,7 +57,7 @@ class TrainConfig:
     n_tasks: int = 4                       # K (the paper's n_t)
     n_views: int = 4                       # m views per image
     n_support: int = 2                     # m' of them in the support set
-    n_factors: int = 16                    # n_f, columns of V
+    n_factors: int = 128                   # n_f, columns of V (chosen on validation; see above)
     factor_hidden: int|None = None         # hidden width of f_v and f_w (None: the calibrator's default)
     factor_kind: str = 'shared'            # f_v: 'shared' MLP over the columns of S, or 'flat'
     lambda_s: float = 1.0                  # weight of L_w in L_tc2 (Eq. 3)
