@@ -5,19 +5,22 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, inspect, math
+import contextlib, inspect, math, warnings
 from typing import Callable
 import torch
 from torch import nn
 from torch.func import functional_call
-from .core import ConfigError
+from torch.utils import _pytree as pytree
+from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views
 from .train_config import uses_calibration, uses_inner_step
 from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
-__all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
-           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'shard_task_split', 'shard_tasks',
+__all__ = ['TASK_BATCHING', 'TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss',
+           'conflict_stats', 'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable',
+           'stack_tasks', 'over_tasks', 'stacked_buffer_copies', 'commit_running_stats', 'vmap_blocker',
+           'support_batched', 'query_at_theta_batched', 'stage2_batched', 'shard_task_split', 'shard_tasks',
            'make_calibrate', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
@@ -255,6 +258,153 @@ def stage2(method, zs:list, ts:list, q_views:list, tq:list, calibrate:Callable, 
     terms['loss'] = terms['loss_query'] if inner else terms['loss_support'] + terms['loss_query']
     return terms, (torch.stack(rows) if probe else None)
 
+# %% ../nbs/08c_bilevel.ipynb #25201c1d
+TASK_BATCHING = ('loop', 'vmap')
+
+class NotBatchable(Exception):
+    "Raised where the batched stage 2 cannot run a method exactly as the loop does; the step then takes the loop."
+
+def _to_tree(x):
+    "A per-task value as a pytree vmap can map over: tensors and None as they are, an object holding tensors (MoCo's `QueuedKeys`, MAE's views) as (its class, its fields)."
+    if x is None or isinstance(x, torch.Tensor): return x
+    if isinstance(x, (list, tuple)): return type(x)(_to_tree(v) for v in x)
+    if not hasattr(x, '__dict__'): raise NotBatchable(f"cannot stack a {type(x).__name__} over tasks")
+    return {'__class__': type(x), **{k: _to_tree(v) for k, v in vars(x).items()}}
+
+def _from_tree(tree):
+    "Inverse of `_to_tree` (inside vmap: the same object, its tensors one task's slice)."
+    if isinstance(tree, dict) and '__class__' in tree:
+        obj = tree['__class__'].__new__(tree['__class__'])
+        obj.__dict__.update({k: _from_tree(v) for k, v in tree.items() if k != '__class__'})
+        return obj
+    if isinstance(tree, (list, tuple)): return type(tree)(_from_tree(v) for v in tree)
+    return tree
+
+def stack_tasks(xs:list):
+    "K per-task values (views, targets) as one pytree with a leading task dim on every tensor."
+    trees = [_to_tree(x) for x in xs]
+    leaves0, spec = pytree.tree_flatten(trees[0])
+    cols = [pytree.tree_flatten(t)[0] for t in trees]
+    leaves = [torch.stack([c[i] for c in cols]) if isinstance(l, torch.Tensor) else l for i, l in enumerate(leaves0)]
+    if any(not isinstance(l, (torch.Tensor, type(None))) for l in leaves if not isinstance(l, type)):
+        raise NotBatchable("per-task values hold non-tensor fields")
+    return pytree.tree_unflatten(leaves, spec)
+
+def _in_dims(tree):
+    "0 for every tensor of a stacked pytree, None for the rest (classes, None)."
+    return pytree.tree_map(lambda l: 0 if isinstance(l, torch.Tensor) else None, tree)
+
+def over_tasks(fn:Callable, *stacked):
+    "`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`."
+    def one(*args): return fn(*[_from_tree(a) for a in args])
+    return torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked)
+
+def _norm_modules(method) -> list:
+    return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+
+def stacked_buffer_copies(method, K:int) -> dict:
+    "K copies of every running-statistics buffer, stacked (task dim first): each task's pass writes its own."
+    return {n: b.unsqueeze(0).repeat(K, *([1] * b.dim())) for n, b in norm_buffer_copies(method, norm_buffer_names(method)).items()}
+
+@torch.no_grad()
+def commit_running_stats(method, stacked:dict):
+    """Write into `method`'s buffers the running statistics that K *sequential* passes would leave, from the K
+    per-task copies each updated from the same start `r0` by `c_k` passes: with `a_k = (1 − momentum)^c_k`,
+    `R_k = r_k + a_k (R_{k−1} − r0)` (exact: each pass maps r to (1 − momentum)·r + momentum·batch statistic)."""
+    for mname, mod in _norm_modules(method):
+        pre = f"{mname}." if mname else ''
+        n0, nk = mod.num_batches_tracked, stacked[pre + 'num_batches_tracked']
+        counts = (nk - n0).tolist()
+        if not any(counts): continue
+        if mod.momentum is None: raise NotBatchable(f"{mname}: BatchNorm with momentum=None (cumulative average)")
+        for b in ('running_mean', 'running_var'):
+            r0, rk = getattr(mod, b), stacked[pre + b]
+            R = r0.clone()
+            for k, c in enumerate(counts): R = rk[k] + (1 - mod.momentum) ** c * (R - r0)
+            r0.copy_(R)
+        n0.add_(sum(counts))
+
+def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
+    "Why the batched stage 2 cannot run this step (None: it can)."
+    if second_order: return "second_order=True keeps the per-task loop"
+    if not inner: return "variant '-bilevel' has no inner step and keeps the per-task loop"
+    if not getattr(method, 'vmap_safe', True): return f"{type(method).__name__} declares vmap_safe=False"
+    if getattr(method, '_vmap_failed', None): return method._vmap_failed
+    for n, m in _norm_modules(method):
+        if m.momentum is None: return f"BatchNorm {n} has momentum=None"
+    return None
+
+def _fall_back(method, reason:str):
+    "Remember that `method` cannot be batched and say so once; later steps take the loop silently."
+    if getattr(method, '_vmap_failed', None): return
+    object.__setattr__(method, '_vmap_failed', reason)
+    warnings.warn(f"task_batching='vmap': {type(method).__name__} cannot be batched over tasks ({reason}); "
+                  "using the per-task loop", stacklevel=3)
+
+# %% ../nbs/08c_bilevel.ipynb #cc24c9f4
+def _embed(m, v): return m.embed(v)
+
+def support_batched(method, sup_v:list, autocast=contextlib.nullcontext) -> tuple[torch.Tensor, dict]:
+    """The K outer support passes at θ as one vmap: returns `z` (K, n, m', …) and the per-task views of θ it was
+    computed from (`θ` expanded to K rows, so that row k of a gradient is task k's). BatchNorm normalises each task
+    with its own batch statistics; the running statistics end as after K sequential passes."""
+    named, _ = _param_lists(method)
+    K = len(sup_v)
+    per_task = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in named}
+    bufs = stacked_buffer_copies(method, K)
+    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, bufs, stack_tasks(sup_v))
+    commit_running_stats(method, bufs)
+    return zs, per_task
+
+def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext) -> torch.Tensor:
+    "Stage 1's query `z` at θ, without gradient, K tasks in one vmap, with throw-away BatchNorm buffers."
+    with torch.no_grad(), autocast():
+        bufs = stacked_buffer_copies(method, len(q_views))
+        return over_tasks(lambda b, v: call_with(method, b, _embed, v), bufs, stack_tasks(q_views))
+
+def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
+                   beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
+                   autocast=contextlib.nullcontext) -> tuple[dict, torch.Tensor|None]:
+    """`stage2` (first order, inner step) with the K tasks in one vmap each: support losses, their per-task
+    gradients (Eq. 6) in one backward, the K query passes at their own θ_k and one backward (Eq. 7).
+    `zs`, `per_task`: from `support_batched`. Falls back to the loop (one warning) if the method's loss cannot be vmapped."""
+    named, bb = _param_lists(method)
+    names, params = [n for n, _ in named], [p for _, p in named]
+    K = zs.shape[0]
+    w = 1.0 / K if reduce == 'mean' else 1.0
+    def support_loss(st, b, z, t):
+        with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(calibrate(z), t), z, t)
+    try:
+        bufs = stacked_buffer_copies(method, K)                                    # BYOL's predictor has BatchNorm
+        ls = over_tasks(support_loss, per_task, bufs, zs, stack_tasks(ts))        # (K,): L_ssl on S_k at θ
+        commit_running_stats(method, bufs)
+    except Exception as e:                                                         # nothing changed yet: the loop
+        _fall_back(method, f"{type(e).__name__}: {e}")
+        return stage2(method, list(zs.unbind(0)), ts, q_views, tq, calibrate, beta1=beta1, reduce=reduce,
+                      query_loss=query_loss, probe=probe, autocast=autocast)
+    g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
+    fast = {n: per_task[n] if gi is None else per_task[n] - beta1 * gi for n, gi in zip(names, g)}
+    def query(m, v, t):
+        with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
+    try:
+        fast_b = {**fast, **stacked_buffer_copies(method, K)}
+        lq = over_tasks(lambda st, v, t: call_with(method, st, query, v, t), fast_b, stack_tasks(q_views), stack_tasks(tq))
+        lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
+        for p, gi in zip(params, lq_grads):
+            if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
+    except Exception as e:                                                         # the query passes one by one
+        _fall_back(method, f"{type(e).__name__}: {e}")
+        bn_names, rows = norm_buffer_names(method), []
+        for k in range(K):
+            fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
+            lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], tq[k])
+            (lqk * w).backward(); rows.append(lqk.detach())
+        lq = torch.stack(rows)
+    terms = dict(loss_support=ls.detach().mean(), loss_query=lq.detach().mean())
+    terms['loss'] = terms['loss_query']
+    grads = torch.cat([g[i].detach().reshape(K, -1) for i in bb if g[i] is not None], 1) if probe else None
+    return terms, grads
+
 # %% ../nbs/08c_bilevel.ipynb #e1791469
 def shard_task_split(n_images:int, n_shards:int, n_tasks:int, n_views:int, n_support:int,
                      generator:torch.Generator|None=None, device=None) -> TaskSplit:
@@ -286,12 +436,17 @@ def make_calibrate(calibrator, V, device_type:str='cpu'):
 def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1|None=None, n_tasks:int=4,
                  n_views:int=4, n_support:int=2, beta1:float=0.05, second_order:bool=False, reduce:str='mean',
                  query_loss:str='ssl', probe:bool=False, autocast=contextlib.nullcontext, shards:int=1,
-                 rank:int|None=None, split_generator:torch.Generator|None=None, global_batch:bool=False) -> tuple[dict, torch.Tensor|None]:
+                 rank:int|None=None, split_generator:torch.Generator|None=None, global_batch:bool=False,
+                 task_batching:str='loop') -> tuple[dict, torch.Tensor|None]:
     """Stage 1 (calibrator, steps its own Adam) and stage-2 gradients of the encoder into `.grad` for one batch `x`.
     `shards=W`: tasks are formed per shard (`shard_task_split`); with `rank`, `x` is that rank's shard and only its
     `n_tasks` tasks are used, else `x` is the whole batch and all `W·n_tasks` are. `split_generator` (default
-    `generator`) draws the task split; `global_batch` gathers the keys a method caches for its queue."""
+    `generator`) draws the task split; `global_batch` gathers the keys a method caches for its queue.
+    `task_batching='vmap'`: first order with an inner step runs the K tasks in one vmap (`stage2_batched`)."""
     calibrated, inner = uses_calibration(variant), uses_inner_step(variant)
+    check_choice('task_batching', task_batching, TASK_BATCHING)
+    batched = task_batching == 'vmap' and inner and not second_order         # second order, -bilevel: the loop
+    if batched and (why := vmap_blocker(method)): _fall_back(method, why); batched = False
     if calibrated and stage1 is None: raise ConfigError(f"variant={variant!r} needs a Stage1 (calibrator) object")
     views = method.make_views(x, n_views, augment, generator)
     with autocast(), torch.no_grad(): t = method.target(views)
@@ -305,15 +460,25 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
         img, si = split.index(k, 'support'); _, qi = split.index(k, 'query')
         sup_v.append(select_views(views, img, si)); qry_v.append(select_views(views, img, qi))
         ts.append(select_views(t, img, si)); tq.append(select_views(t, img, qi))
-    with autocast(): zs = [method.embed(v) for v in sup_v]                        # outer passes at θ
+    if batched:
+        try: zs_b, per_task = support_batched(method, sup_v, autocast)           # outer passes at θ, one vmap
+        except Exception as e: _fall_back(method, f"{type(e).__name__}: {e}"); batched = False
+    if batched: zs = list(zs_b.unbind(0))
+    else:
+        with autocast(): zs = [method.embed(v) for v in sup_v]                    # outer passes at θ
     zq, terms = None, {}
     if not inner:
         with autocast(): zq = [method.embed(v) for v in qry_v]
     if calibrated:
         if inner:                                                                 # query at θ, stage 1 only
-            bn_names = norm_buffer_names(method)
-            with torch.no_grad(), autocast():
-                zq_s1 = [call_with(method, norm_buffer_copies(method, bn_names), lambda m, v: m.embed(v), v) for v in qry_v]
+            zq_s1 = None
+            if batched:
+                try: zq_s1 = list(query_at_theta_batched(method, qry_v, autocast).unbind(0))
+                except Exception as e: _fall_back(method, f"{type(e).__name__}: {e}"); batched = False
+            if zq_s1 is None:
+                bn_names = norm_buffer_names(method)
+                with torch.no_grad(), autocast():
+                    zq_s1 = [call_with(method, norm_buffer_copies(method, bn_names), lambda m, v: m.embed(v), v) for v in qry_v]
         else: zq_s1 = zq
         terms.update(stage1.step(method, zs, zq_s1, ts, tq))
         cal = stage1.cal
@@ -327,8 +492,12 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
     frozen = [p for p in (stage1.cal.parameters() if calibrated else []) if p.requires_grad]
     for p in frozen: p.requires_grad_(False)                                      # f_v, f_w held in stage 2
     try:
-        t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=second_order, reduce=reduce,
-                           query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)
+        if batched:
+            t2, grads = stage2_batched(method, zs_b, per_task, ts, qry_v, tq, calibrate, beta1=beta1, reduce=reduce,
+                                       query_loss=query_loss, probe=probe, autocast=autocast)
+        else:
+            t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=second_order, reduce=reduce,
+                               query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)
     finally:
         for p in frozen: p.requires_grad_(True)
     terms.update(t2)
