@@ -13,15 +13,15 @@ from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views
-from .train_config import uses_calibration, uses_inner_step
+from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING
 from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
-__all__ = ['TASK_BATCHING', 'TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss',
-           'conflict_stats', 'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable',
-           'stack_tasks', 'over_tasks', 'stacked_buffer_copies', 'commit_running_stats', 'vmap_blocker',
-           'support_batched', 'query_at_theta_batched', 'stage2_batched', 'shard_task_split', 'shard_tasks',
-           'make_calibrate', 'bilevel_step']
+__all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
+           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'stack_tasks',
+           'over_tasks', 'stacked_buffer_copies', 'commit_running_stats', 'vmap_blocker', 'support_batched',
+           'query_at_theta_batched', 'stage2_batched', 'shard_task_split', 'shard_tasks', 'make_calibrate',
+           'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -259,8 +259,6 @@ def stage2(method, zs:list, ts:list, q_views:list, tq:list, calibrate:Callable, 
     return terms, (torch.stack(rows) if probe else None)
 
 # %% ../nbs/08c_bilevel.ipynb #25201c1d
-TASK_BATCHING = ('loop', 'vmap')
-
 class NotBatchable(Exception):
     "Raised where the batched stage 2 cannot run a method exactly as the loop does; the step then takes the loop."
 

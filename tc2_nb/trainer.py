@@ -463,7 +463,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
                 terms, grads = bilevel_step(method, x, augment, g_aug, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
                                             cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, probe=probe, autocast=autocast,
                                             shards=shards, rank=info.rank if info.distributed else None, split_generator=g,
-                                            global_batch=cfg.global_batch)
+                                            global_batch=cfg.global_batch, task_batching=cfg.task_batching)
             average_gradients(outer)                                            # over ranks; a no-op for one process
             terms['grad_norm_backbone'] = _grad_norm(backbone_params)           # what reaches the backbone (a device scalar)
             opt.step(); sched.step()
