@@ -172,13 +172,18 @@ class Stage1:
         self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
         self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
 
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn):
-        "Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms)."
+    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False):
+        """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
+        `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`)."""
         V = cal.factors(z_all)
         calib = lambda z: cal.calibrate(z.to(V.dtype), V)
-        losses = [call_with(method, bn(), lambda m, z, t: set_loss(m, z, t, kind), calib(z), calibrated_target(method, t, calib, cal))
-                  for z, t in zip(zs, ts)]
-        ssl = torch.stack(losses).mean()
+        loss_of = lambda m, z, t: set_loss(m, z, t, kind)
+        if batched:
+            one = lambda b, z, t: call_with(method, b, loss_of, calib(z), calibrated_target(method, t, calib, cal))
+            ssl = over_tasks(one, stacked_buffer_copies(method, zs.shape[0]), zs, ts, module=method).mean()
+        else:
+            ssl = torch.stack([call_with(method, bn(), loss_of, calib(z), calibrated_target(method, t, calib, cal))
+                               for z, t in zip(zs, ts)]).mean()
         tc2, parts = tc2_terms(cal, z_all, V)
         return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
 
@@ -187,22 +192,37 @@ class Stage1:
         for p, g in zip(params, grads): p.grad = None if g is None else g.detach()
         average_gradients(params)                                   # over ranks (a no-op for one process)
 
-    def step(self, method, zs:list, zq:list, ts:list, tq:list) -> dict:
-        "One stage-1 update from per-task support `zs` and query `zq` (detached), targets `ts`, `tq`."
+    def step(self, method, zs:list, zq:list, ts:list, tq:list, batched:bool=False) -> dict:
+        """One stage-1 update from per-task support `zs` and query `zq` (detached), targets `ts`, `tq`.
+        `batched`: each of them stacked over tasks (`stack_tasks`; zs, zq (K, n, v, d)), the K task losses of each
+        objective in one vmap (the `'maml'` mode keeps the loop)."""
         dt = _dtype(self.cal)
-        z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
-        zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
+        if batched:
+            zs, zq = zs.detach().to(dt), zq.detach().to(dt)
+            z_all = torch.cat([zs.reshape(-1, zs.shape[-1]), zq.reshape(-1, zq.shape[-1])])   # the loop's row order
+            if self.mode == 'maml': zs, zq, ts, tq = (_unstack(a, zs.shape[0]) for a in (zs, zq, ts, tq))
+        else:
+            z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
+            zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
         names = norm_buffer_names(method)
         bn = lambda: norm_buffer_copies(method, names)
         params = [p for g in self.opt_s.param_groups for p in g['params']]
+        obj = lambda zs, ts, kind: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched)
+        first = None
+        if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
+            try: first = obj(zs, ts, 'ssl')
+            except Exception as e:
+                _fall_back(method, f"{type(e).__name__}: {e}")
+                K = zs.shape[0]
+                return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
-            ls, ts_ = self._objective(self.cal, method, z_all, zs, ts, 'ssl', bn)
-            lq, _ = self._objective(self.cal, method, z_all, zq, tq, self.query_loss, bn)
+            ls, ts_ = first or obj(zs, ts, 'ssl')
+            lq, _ = obj(zq, tq, self.query_loss)
             self._set_grads(ls + lq, params); self.opt_s.step()
         elif self.mode == 'sequential':
-            ls, ts_ = self._objective(self.cal, method, z_all, zs, ts, 'ssl', bn)
+            ls, ts_ = first or obj(zs, ts, 'ssl')
             self._set_grads(ls, params); self.opt_s.step()           # Eq. 4: f' = f − (α1, α2)·Adam
-            lq, _ = self._objective(self.cal, method, z_all, zq, tq, self.query_loss, bn)
+            lq, _ = obj(zq, tq, self.query_loss)
             self._set_grads(lq, params); self.opt_q.step()           # Eq. 5: f ← f' − (α3, α4)·Adam
         else: ls, lq, ts_ = self._maml_step(method, z_all, zs, zq, ts, tq, bn, params)
         return dict(s1_support=ls.detach(), s1_query=lq.detach(), **{k: v for k, v in ts_.items() if k != 'ssl'})
@@ -288,14 +308,58 @@ def stack_tasks(xs:list):
         raise NotBatchable("per-task values hold non-tensor fields")
     return pytree.tree_unflatten(leaves, spec)
 
+def _unstack(stacked, K:int) -> list:
+    "Inverse of `stack_tasks`: the K per-task values (views of the stacked tensors)."
+    leaves, spec = pytree.tree_flatten(stacked)
+    cols = [l.unbind(0) if isinstance(l, torch.Tensor) else [l] * K for l in leaves]
+    return [_from_tree(pytree.tree_unflatten([c[k] for c in cols], spec)) for k in range(K)]
+
 def _in_dims(tree):
     "0 for every tensor of a stacked pytree, None for the rest (classes, None)."
     return pytree.tree_map(lambda l: 0 if isinstance(l, torch.Tensor) else None, tree)
 
-def over_tasks(fn:Callable, *stacked):
-    "`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`."
-    def one(*args): return fn(*[_from_tree(a) for a in args])
-    return torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked)
+def _buffer_state(module) -> dict:
+    "Each buffer of `module` by name: (the tensor, its in-place version counter); reading it dispatches no op."
+    return {n: (b, b._version) for n, b in module.named_buffers()}
+
+def _restore_buffers(module, before:dict, snapshot:dict|None) -> list[str]:
+    "Names of the buffers written since `before`; puts back the tensors and, with `snapshot`, their values."
+    changed = [n for n, b in module.named_buffers() if n not in before or before[n][0] is not b or before[n][1] != b._version]
+    if changed and snapshot is not None:
+        with torch.no_grad():
+            for n in changed:
+                mname, _, bname = n.rpartition('.')
+                sub = module.get_submodule(mname) if mname else module
+                if n in before: sub._buffers[bname] = before[n][0]
+                if n in snapshot: sub._buffers[bname].copy_(snapshot[n])
+    return changed
+
+def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
+    """`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`.
+    With `module`: a buffer of it (other than the per-task copies passed in) written under vmap would be written once,
+    not once per task as the loop does (MoCo-like queues, counters), so it raises `NotBatchable`. The first call on a
+    module snapshots its buffers and puts them back before raising (then the loop gives its exact numbers); later
+    calls check the version counters only and, should a write happen then, raise a `RuntimeError`."""
+    out_tree = {}
+    def one(*args):                                 # vmap returns tensors only: an object's other fields ride outside
+        leaves, out_tree['spec'] = pytree.tree_flatten(_to_tree(fn(*[_from_tree(a) for a in args])))
+        out_tree['rest'] = [None if isinstance(l, torch.Tensor) else l for l in leaves]
+        return tuple(l for l in leaves if isinstance(l, torch.Tensor))
+    def vmapped(*stacked):
+        outs = iter(torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked))
+        return pytree.tree_unflatten([next(outs) if l is None else l for l in out_tree['rest']], out_tree['spec'])
+    if module is None: return vmapped(*stacked)
+    checked = getattr(module, '_vmap_checked', False)
+    before = _buffer_state(module)
+    snapshot = None if checked else {n: b.clone() for n, (b, _) in before.items()}
+    try: out = vmapped(*stacked)
+    except Exception:
+        _restore_buffers(module, before, snapshot); raise
+    if changed := _restore_buffers(module, before, snapshot):
+        if checked: raise RuntimeError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} under vmap "
+                                       "after its first step passed; this step's numbers are wrong: use task_batching='loop'")
+        raise NotBatchable(f"writes buffers {changed} in place")
+    return out
 
 def _norm_modules(method) -> list:
     return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
@@ -307,20 +371,25 @@ def stacked_buffer_copies(method, K:int) -> dict:
 @torch.no_grad()
 def commit_running_stats(method, stacked:dict):
     """Write into `method`'s buffers the running statistics that K *sequential* passes would leave, from the K
-    per-task copies each updated from the same start `r0` by `c_k` passes: with `a_k = (1 − momentum)^c_k`,
-    `R_k = r_k + a_k (R_{k−1} − r0)` (exact: each pass maps r to (1 − momentum)·r + momentum·batch statistic)."""
-    for mname, mod in _norm_modules(method):
-        pre = f"{mname}." if mname else ''
-        n0, nk = mod.num_batches_tracked, stacked[pre + 'num_batches_tracked']
-        counts = (nk - n0).tolist()
-        if not any(counts): continue
+    per-task copies each updated from the same start `r0` by `c_k` passes. Each pass maps r to
+    (1 − momentum)·r + momentum·batch statistic, so with `a_k = (1 − momentum)^c_k` and `D_k = R_k − r0`:
+    `D_k = (r_k − r0) + a_k D_{k−1}`, i.e. `R_K = r0 + Σ_k w_k (r_k − r0)` with `w_k = Π_{j>k} a_j` (exact; one
+    weighted sum per buffer, and the pass counts of all layers read from the device at once)."""
+    mods = _norm_modules(method)
+    if not mods: return
+    pre = lambda n: f"{n}." if n else ''
+    counts = (torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods])
+              - torch.stack([m.num_batches_tracked for _, m in mods])[:, None]).tolist()
+    for (mname, mod), c in zip(mods, counts):
+        if not any(c): continue
         if mod.momentum is None: raise NotBatchable(f"{mname}: BatchNorm with momentum=None (cumulative average)")
+        a = [(1 - mod.momentum) ** ck for ck in c]
+        w = [math.prod(a[k + 1:]) for k in range(len(c))]
         for b in ('running_mean', 'running_var'):
-            r0, rk = getattr(mod, b), stacked[pre + b]
-            R = r0.clone()
-            for k, c in enumerate(counts): R = rk[k] + (1 - mod.momentum) ** c * (R - r0)
-            r0.copy_(R)
-        n0.add_(sum(counts))
+            r0, rk = getattr(mod, b), stacked[pre(mname) + b]
+            wt = torch.tensor(w, dtype=rk.dtype).to(rk.device, non_blocking=True)
+            r0.add_(torch.tensordot(wt, rk - r0, dims=1))
+        mod.num_batches_tracked.add_(sum(c))
 
 def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
     "Why the batched stage 2 cannot run this step (None: it can)."
@@ -350,7 +419,7 @@ def support_batched(method, sup_v:list, autocast=contextlib.nullcontext) -> tupl
     K = len(sup_v)
     per_task = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in named}
     bufs = stacked_buffer_copies(method, K)
-    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, bufs, stack_tasks(sup_v))
+    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, bufs, stack_tasks(sup_v), module=method)
     commit_running_stats(method, bufs)
     return zs, per_task
 
@@ -358,27 +427,29 @@ def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext
     "Stage 1's query `z` at θ, without gradient, K tasks in one vmap, with throw-away BatchNorm buffers."
     with torch.no_grad(), autocast():
         bufs = stacked_buffer_copies(method, len(q_views))
-        return over_tasks(lambda b, v: call_with(method, b, _embed, v), bufs, stack_tasks(q_views))
+        return over_tasks(lambda b, v: call_with(method, b, _embed, v), bufs, stack_tasks(q_views), module=method)
 
 def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
                    beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
                    autocast=contextlib.nullcontext) -> tuple[dict, torch.Tensor|None]:
     """`stage2` (first order, inner step) with the K tasks in one vmap each: support losses, their per-task
     gradients (Eq. 6) in one backward, the K query passes at their own θ_k and one backward (Eq. 7).
-    `zs`, `per_task`: from `support_batched`. Falls back to the loop (one warning) if the method's loss cannot be vmapped."""
+    `zs`, `per_task`: from `support_batched`; `ts`, `tq`: lists or already stacked (`stack_tasks`).
+    Falls back to the loop (one warning) if the method's loss cannot be vmapped."""
     named, bb = _param_lists(method)
     names, params = [n for n, _ in named], [p for _, p in named]
     K = zs.shape[0]
+    ts_b, tq_b = (stack_tasks(a) if isinstance(a, list) else a for a in (ts, tq))
     w = 1.0 / K if reduce == 'mean' else 1.0
     def support_loss(st, b, z, t):
         with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(calibrate(z), t), z, t)
     try:
         bufs = stacked_buffer_copies(method, K)                                    # BYOL's predictor has BatchNorm
-        ls = over_tasks(support_loss, per_task, bufs, zs, stack_tasks(ts))        # (K,): L_ssl on S_k at θ
+        ls = over_tasks(support_loss, per_task, bufs, zs, ts_b, module=method)   # (K,): L_ssl on S_k at θ
         commit_running_stats(method, bufs)
     except Exception as e:                                                         # nothing changed yet: the loop
         _fall_back(method, f"{type(e).__name__}: {e}")
-        return stage2(method, list(zs.unbind(0)), ts, q_views, tq, calibrate, beta1=beta1, reduce=reduce,
+        return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
                       query_loss=query_loss, probe=probe, autocast=autocast)
     g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
     fast = {n: per_task[n] if gi is None else per_task[n] - beta1 * gi for n, gi in zip(names, g)}
@@ -386,7 +457,7 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
     try:
         fast_b = {**fast, **stacked_buffer_copies(method, K)}
-        lq = over_tasks(lambda st, v, t: call_with(method, st, query, v, t), fast_b, stack_tasks(q_views), stack_tasks(tq))
+        lq = over_tasks(lambda st, v, t: call_with(method, st, query, v, t), fast_b, stack_tasks(q_views), tq_b, module=method)
         lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
         for p, gi in zip(params, lq_grads):
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
@@ -395,7 +466,7 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         bn_names, rows = norm_buffer_names(method), []
         for k in range(K):
             fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
-            lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], tq[k])
+            lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], _unstack(tq_b, K)[k])
             (lqk * w).backward(); rows.append(lqk.detach())
         lq = torch.stack(rows)
     terms = dict(loss_support=ls.detach().mean(), loss_query=lq.detach().mean())
@@ -471,20 +542,27 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
         if inner:                                                                 # query at θ, stage 1 only
             zq_s1 = None
             if batched:
-                try: zq_s1 = list(query_at_theta_batched(method, qry_v, autocast).unbind(0))
+                try: zq_b = query_at_theta_batched(method, qry_v, autocast); zq_s1 = list(zq_b.unbind(0))
                 except Exception as e: _fall_back(method, f"{type(e).__name__}: {e}"); batched = False
             if zq_s1 is None:
                 bn_names = norm_buffer_names(method)
                 with torch.no_grad(), autocast():
                     zq_s1 = [call_with(method, norm_buffer_copies(method, bn_names), lambda m, v: m.embed(v), v) for v in qry_v]
         else: zq_s1 = zq
-        terms.update(stage1.step(method, zs, zq_s1, ts, tq))
+        if batched:                                                               # stage 1 over stacked tasks
+            ts_b, tq_b = stack_tasks(ts), stack_tasks(tq)
+            terms.update(stage1.step(method, zs_b, zq_b, ts_b, tq_b, batched=True))
+            batched = not getattr(method, '_vmap_failed', None)                   # stage 1 may have fallen back
+        else: terms.update(stage1.step(method, zs, zq_s1, ts, tq))
         cal = stage1.cal
         with torch.no_grad():
             z_all = torch.cat([z.detach().reshape(-1, z.shape[-1]) for z in zs + zq_s1]).to(_dtype(cal))
             V = cal.factors(z_all).detach()                                       # updated f_v, same S
         calibrate = make_calibrate(cal, V, x.device.type)
-        ts, tq = [calibrated_target(method, t, calibrate, cal) for t in ts], [calibrated_target(method, t, calibrate, cal) for t in tq]
+        mapped = lambda t: calibrated_target(method, t, calibrate, cal)
+        if batched and any(l is not None for l in pytree.tree_leaves(ts_b)):     # each task's targets, one vmap
+            ts, tq = (over_tasks(mapped, a, module=method) for a in (ts_b, tq_b))
+        elif not batched: ts, tq = [mapped(t) for t in ts], [mapped(t) for t in tq]
     else:
         calibrate = lambda z: z
     frozen = [p for p in (stage1.cal.parameters() if calibrated else []) if p.requires_grad]
@@ -493,6 +571,7 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
         if batched:
             t2, grads = stage2_batched(method, zs_b, per_task, ts, qry_v, tq, calibrate, beta1=beta1, reduce=reduce,
                                        query_loss=query_loss, probe=probe, autocast=autocast)
+            if not getattr(method, '_vmap_failed', None): object.__setattr__(method, '_vmap_checked', True)
         else:
             t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=second_order, reduce=reduce,
                                query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)

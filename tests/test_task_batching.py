@@ -1,7 +1,8 @@
-"""task_batching='vmap' (the K tasks of stage 2 in one torch.func.vmap) equals the per-task loop: every method of
-METHODS x the inner-step variants, one bilevel_step from identical states. Methods that cannot be batched must warn
-once and still give the loop's numbers."""
-import copy, warnings
+"""task_batching='vmap' (the K tasks of stages 1 and 2 in one torch.func.vmap each) equals the per-task loop: every
+method of METHODS x the inner-step variants, one bilevel_step from identical states. Methods that cannot be batched
+(MAE; a module writing a buffer in place, as a MoCo-like queue would if it were written inside the step) must warn
+once and still give the loop's numbers. Second order keeps the loop."""
+import copy, os, warnings
 import pytest, torch
 from tc2_nb.bilevel import Stage1, bilevel_step, norm_buffer_names
 from tc2_nb.core import ConfigError
@@ -19,12 +20,18 @@ SMALL = dict(simclr=dict(proj_hidden_dim=16, proj_output_dim=16), moco=dict(proj
              vicreg=dict(proj_hidden_dim=16, proj_output_dim=16), mae=dict(decoder_dim=16, decoder_depth=1, decoder_heads=2))
 INNER_VARIANTS = [v for v in VARIANTS if uses_inner_step(v)]                  # T, TC2, -Lv, -Lw
 FALLS_BACK = {'mae'}                                                           # data-dependent masking: the loop
-# float32: measured worst |vmap - loop| / max|loop| over a tensor ~1e-5 (float64 with the losses' float32 casts off:
-# ~1e-14, so what is left is rounding, amplified by BatchNorm over 16 samples); rtol 1e-5 plus an atol of 1e-4 of the
-# scale of what is compared (a tensor, or all gradients of the model: a bias right before BatchNorm has a zero gradient,
-# which both paths give as rounding noise of the other gradients).
-RTOL, SCALE_ATOL = 1e-5, 1e-4
+# Compared by relative norm, ‖vmap − loop‖ ≤ RTOL·max(‖loop‖, floor); the floor (FLOOR of the whole model's gradient
+# norm) is for tensors whose gradient is zero up to rounding (a bias right before BatchNorm), which both paths give as
+# noise of the other gradients. Measured (TC2_MEASURED=1 prints it): worst 3e-5 per tensor, typically 2e-6..1e-5:
+# float32 rounding summed in another order, amplified by BatchNorm over 8-image tasks; a wrong statistic or a missed
+# task gives O(1). RTOL is ~100x the worst measured, so that the test holds on any x86 CPU.
+RTOL, FLOOR = 3e-3, 1e-2
 N_IMAGES = 32
+# Stage 1's Adam turns a zero gradient's rounding noise into a ±α step (the first step is ≈ α·sign(g) once |g| ≫ eps):
+# with variant -Lw, f_w's output bias has a zero gradient (restore_norm='batch' removes a shift), and its sign is
+# rounding, in the loop too (another CPU would flip it). An eps of 0.1 makes a noise-level gradient move its
+# parameter by ≪ α while a real one (here ~1) still takes a nearly normalised step.
+STAGE1_EPS = 1e-1
 
 
 def _cfg(method, variant):
@@ -44,46 +51,112 @@ def _setup(method, variant):
     return cfg, m, aug, x, cal
 
 
-def _run(cfg, m, aug, x, cal, batching):
+def _run(cfg, m, aug, x, cal, batching, second_order=False):
     s1 = None if cal is None else Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss)
+    if s1 is not None:
+        for g in s1.opt_s.param_groups + s1.opt_q.param_groups: g['eps'] = STAGE1_EPS
     g = torch.Generator().manual_seed(2)
     terms, grads = bilevel_step(m, x, aug, g, cfg.variant, s1, cfg.n_tasks, cfg.n_views, cfg.n_support, cfg.beta1,
-                                probe=True, task_batching=batching)
+                                second_order=second_order, probe=True, task_batching=batching)
     return terms, grads
 
 
-def _close(a, b, what, scale=None):
-    atol = SCALE_ATOL * (b.abs().max().item() if scale is None else scale) + 1e-12
-    torch.testing.assert_close(a, b, rtol=RTOL, atol=atol, msg=lambda s: f"{what}: {s}")
+MEASURED = []
+def _close(a, b, what, floor=0.0):
+    err, ref = (a.double() - b.double()).norm().item(), b.double().norm().item()
+    MEASURED.append(err / max(ref, floor, 1e-30))
+    assert err <= RTOL * max(ref, floor) + 1e-30, f"{what}: ‖vmap − loop‖ = {err:.3g}, ‖loop‖ = {ref:.3g}, floor {floor:.3g}"
 
 
-@pytest.mark.parametrize('method', sorted(METHODS))
-@pytest.mark.parametrize('variant', INNER_VARIANTS)
-def test_vmap_equals_loop(method, variant):
-    cfg, m0, aug, x, cal0 = _setup(method, variant)
+def _grad_norm(m): return torch.stack([p.grad.norm() for p in m.parameters() if p.grad is not None]).norm().item()
+
+
+def _both(cfg, m0, aug, x, cal0, **kw):
+    "Loop and vmap runs of one step from deep copies: per path (method, calibrator, terms, probe rows, task_batching warnings)."
     runs = {}
     for batching in ('loop', 'vmap'):
         m, cal = copy.deepcopy(m0), copy.deepcopy(cal0)
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter('always')
-            terms, grads = _run(cfg, m, aug, x, cal, batching)
+            terms, grads = _run(cfg, m, aug, x, cal, batching, **kw)
         runs[batching] = m, cal, terms, grads, [str(x.message) for x in w if 'task_batching' in str(x.message)]
-    (ml, cl, tl, gl, wl), (mv, cv, tv, gv, wv) = runs['loop'], runs['vmap']
-    assert wl == []
-    assert len(wv) == (1 if method in FALLS_BACK else 0), wv
-    gmax = max(p.grad.abs().max().item() for p in ml.parameters() if p.grad is not None)
+    return runs['loop'], runs['vmap']
+
+
+def _check_equal(loop, vmap, what, exact=False):
+    (ml, cl, tl, gl, _), (mv, cv, tv, gv, _) = loop, vmap
+    close = (lambda a, b, w, floor=0.0: torch.testing.assert_close(a, b, rtol=0, atol=0, msg=w)) if exact else _close
+    floor = FLOOR * _grad_norm(ml)
     for (n, pl), pv in zip(ml.named_parameters(), mv.parameters()):
         if pl.grad is None: assert pv.grad is None, n; continue
-        _close(pv.grad, pl.grad, f"{method} {variant} grad {n}", gmax)
-    for k in ('loss_support', 'loss_query', 'loss'): _close(tv[k], tl[k], f"{method} {variant} {k}")
+        close(pv.grad, pl.grad, f"{what} grad {n}", floor)
     assert set(tv) == set(tl)
-    _close(gv, gl, f"{method} {variant} probe", gmax)
-    bl, bv = dict(ml.named_buffers()), dict(mv.named_buffers())
-    names = norm_buffer_names(ml)
-    assert names or method == 'mae'                                            # MAE's ViT has LayerNorm only
-    for n in names: _close(bv[n], bl[n], f"{method} {variant} buffer {n}")
-    if cl is not None:
-        for (n, pl), pv in zip(cl.named_parameters(), cv.parameters()): _close(pv, pl, f"{method} {variant} calibrator {n}")
+    for k in tl: close(tv[k], tl[k], f"{what} term {k}")
+    close(gv, gl, f"{what} probe", floor)
+    bv = dict(mv.named_buffers())
+    for n, b in ml.named_buffers():                                           # running statistics, queues, counters
+        if b.is_floating_point(): close(bv[n], b, f"{what} buffer {n}")
+        else: assert torch.equal(bv[n], b), f"{what} buffer {n}"
+    if cl is not None:                                                        # stage 1's update of f_v, f_w
+        for (n, pl), pv in zip(cl.named_parameters(), cv.parameters()): close(pv, pl, f"{what} calibrator {n}")
+
+
+@pytest.mark.parametrize('method', sorted(METHODS))
+@pytest.mark.parametrize('variant', INNER_VARIANTS)
+def test_vmap_equals_loop(method, variant):
+    MEASURED.clear()
+    cfg, m0, aug, x, cal0 = _setup(method, variant)
+    loop, vmap = _both(cfg, m0, aug, x, cal0)
+    assert loop[-1] == []
+    assert len(vmap[-1]) == (1 if method in FALLS_BACK else 0), vmap[-1]
+    assert norm_buffer_names(m0) or method == 'mae'                            # MAE's ViT has LayerNorm only
+    _check_equal(loop, vmap, f"{method} {variant}", exact=method in FALLS_BACK)
+    if os.environ.get('TC2_MEASURED') and MEASURED: print(f"\n{method} {variant}: worst relative error {max(MEASURED):.2e}")
+
+
+@pytest.mark.parametrize('method', ['simclr', 'byol'])
+def test_second_order_keeps_the_loop(method):
+    "second_order=True runs the loop whatever task_batching says: the same numbers bit for bit, no warning."
+    cfg, m0, aug, x, cal0 = _setup(method, 'TC2')
+    loop, vmap = _both(cfg, m0, aug, x, cal0, second_order=True)
+    assert loop[-1] == vmap[-1] == []
+    _check_equal(loop, vmap, f"{method} TC2 2nd", exact=True)
+
+
+def _writes_buffers(m, kind):
+    "The method `m` with a buffer written in place by each embed: a counter (an unbatched write, which vmap would make once, not per task) or an EMA of the embeddings (a batched value into an unbatched buffer, which vmap refuses)."
+    base = type(m)
+    class Counting(base):
+        def embed(self, views):
+            self.n_embeds.add_(1); return super().embed(views)
+    class Averaging(base):
+        def embed(self, views):
+            z = super().embed(views)
+            with torch.no_grad(): self.z_ema.mul_(0.9).add_(0.1 * z.mean())
+            return z
+    m.__class__ = dict(counter=Counting, ema=Averaging)[kind]
+    m.register_buffer('n_embeds', torch.zeros((), dtype=torch.long)); m.register_buffer('z_ema', torch.zeros(()))
+    return m
+
+
+@pytest.mark.parametrize('kind', ['counter', 'ema'])
+@pytest.mark.parametrize('variant', ['T', 'TC2'])
+def test_inplace_buffer_writes_fall_back(kind, variant):
+    "A module writing its buffers under vmap falls back to the loop with one warning and the loop's exact numbers."
+    cfg, m0, aug, x, cal0 = _setup('simclr', variant)
+    loop, vmap = _both(cfg, _writes_buffers(m0, kind), aug, x, cal0)
+    assert loop[-1] == [] and len(vmap[-1]) == 1 and 'cannot be batched' in vmap[-1][0], vmap[-1]
+    _check_equal(loop, vmap, f"{kind} {variant}", exact=True)
+    assert int(loop[0].n_embeds) > 0 if kind == 'counter' else loop[0].z_ema.item() != 0
+
+
+def test_moco_queue_is_read_only_in_the_step():
+    "MoCo's queue is written by after_step only, outside the step: it is batched (no warning) and left unchanged."
+    cfg, m0, aug, x, cal0 = _setup('moco', 'TC2')
+    q0 = m0.queue.clone()
+    loop, vmap = _both(cfg, m0, aug, x, cal0)
+    assert vmap[-1] == []
+    assert torch.equal(vmap[0].queue, q0) and torch.equal(loop[0].queue, q0)
 
 
 def test_fallback_warns_once_and_sticks():
