@@ -12,7 +12,8 @@ machine affects them alike. METHOD.md's floor for first-order TC² is 14/6 = 2.3
 
 `--ops`: instead of timing, count the aten ops dispatched during one step (after one warm-up step), with a
 `TorchDispatchMode` counter: all ops, the non-view ops (views and `detach` alias their input and launch no
-kernel) and convolution ops (forward and backward), each as a multiple of base. On a GPU each non-view op is
+kernel) and convolution ops (forward and backward), each as a multiple of base. Torch's optimisers (stage 1's Adam)
+run with `foreach=True` as they do on CUDA (`--foreach off`: the CPU's per-tensor loop); LARS has no foreach form. On a GPU each non-view op is
 about one kernel launch, so this is the launch count that a launch-bound step pays.
 
     python scripts/bench_step.py --ops --variants base,T,TC2,TC2-vmap [--backbone resnet18 --size 32 --channels 3]
@@ -42,6 +43,10 @@ def build(variant, args, device):
         cal = build_calibrator(cfg, representation_dim(method, x, augment)).to(device)
         stage1 = Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss)
     opt, sched, _ = build_outer(cfg, method, steps_per_epoch=100)
+    if args.foreach:                   # torch's optimisers default to foreach on CUDA: emulate it on the CPU
+        for o in [opt] + ([stage1.opt_s, stage1.opt_q] if stage1 else []):
+            for grp in o.param_groups:
+                if 'foreach' in grp: grp['foreach'] = True
     return cfg, method, augment, x, stage1, opt, sched
 
 
@@ -105,10 +110,14 @@ def main():
     ap.add_argument('--channels', type=int, default=1)
     ap.add_argument('--variants', default='base,T,TC2,TC2-2nd')
     ap.add_argument('--ops', action='store_true', help='count the aten ops of one step instead of timing')
+    ap.add_argument('--foreach', choices=('auto', 'on', 'off'), default='auto',
+                    help="foreach (multi-tensor) Adam/AdamW/SGD, as torch chooses on CUDA; auto: on with --ops or on CUDA")
     args = ap.parse_args()
+    args.foreach = args.foreach == 'on' or (args.foreach == 'auto' and (args.ops or args.device.startswith('cuda')))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f"# foreach optimisers {args.foreach}; " if args.ops else '', end='')
     print(f"# {args.method}, {args.backbone}, {args.size}px x{args.channels}, batch {args.batch}, K=4 m=4 m'=2, "
           f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
           f"threads {args.threads}, torch {torch.__version__}, load average before {load:.2f}")

@@ -57,6 +57,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'tc2_nb.bilevel._restore_buffers': ('bilevel.html#_restore_buffers', 'tc2_nb/bilevel.py'),
                                 'tc2_nb.bilevel._to_tree': ('bilevel.html#_to_tree', 'tc2_nb/bilevel.py'),
                                 'tc2_nb.bilevel._unstack': ('bilevel.html#_unstack', 'tc2_nb/bilevel.py'),
+                                'tc2_nb.bilevel.batch_stats_only': ('bilevel.html#batch_stats_only', 'tc2_nb/bilevel.py'),
                                 'tc2_nb.bilevel.bilevel_step': ('bilevel.html#bilevel_step', 'tc2_nb/bilevel.py'),
                                 'tc2_nb.bilevel.calibrated_target': ('bilevel.html#calibrated_target', 'tc2_nb/bilevel.py'),
                                 'tc2_nb.bilevel.call_with': ('bilevel.html#call_with', 'tc2_nb/bilevel.py'),

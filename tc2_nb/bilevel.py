@@ -19,9 +19,9 @@ from .distributed import average_gradients, global_loss, globalise_caches
 # %% auto #0
 __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
            'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'stack_tasks',
-           'over_tasks', 'stacked_buffer_copies', 'commit_running_stats', 'vmap_blocker', 'support_batched',
-           'query_at_theta_batched', 'stage2_batched', 'shard_task_split', 'shard_tasks', 'make_calibrate',
-           'bilevel_step']
+           'over_tasks', 'stacked_buffer_copies', 'batch_stats_only', 'commit_running_stats', 'vmap_blocker',
+           'support_batched', 'query_at_theta_batched', 'stage2_batched', 'shard_task_split', 'shard_tasks',
+           'make_calibrate', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -180,7 +180,7 @@ class Stage1:
         loss_of = lambda m, z, t: set_loss(m, z, t, kind)
         if batched:
             one = lambda b, z, t: call_with(method, b, loss_of, calib(z), calibrated_target(method, t, calib, cal))
-            ssl = over_tasks(one, stacked_buffer_copies(method, zs.shape[0]), zs, ts, module=method).mean()
+            ssl = over_tasks(lambda z, t: one(batch_stats_only(method), z, t), zs, ts, module=method).mean()
         else:
             ssl = torch.stack([call_with(method, bn(), loss_of, calib(z), calibrated_target(method, t, calib, cal))
                                for z, t in zip(zs, ts)]).mean()
@@ -364,9 +364,19 @@ def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
 def _norm_modules(method) -> list:
     return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
 
-def stacked_buffer_copies(method, K:int) -> dict:
-    "K copies of every running-statistics buffer, stacked (task dim first): each task's pass writes its own."
-    return {n: b.unsqueeze(0).repeat(K, *([1] * b.dim())) for n, b in norm_buffer_copies(method, norm_buffer_names(method)).items()}
+def stacked_buffer_copies(method, K:int, layers:list[str]|None=None) -> dict:
+    """K copies of every running-statistics buffer (of the normalisation `layers` named, default all), stacked (task
+    dim first): each task's pass writes its own."""
+    bufs = dict(method.named_buffers())
+    keep = lambda n: layers is None or n.rpartition('.')[0] in layers
+    return {n: bufs[n].unsqueeze(0).repeat(K, *([1] * bufs[n].dim())) for n in norm_buffer_names(method) if keep(n)}
+
+def batch_stats_only(method) -> dict:
+    """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
+    its batch statistics (as with throw-away copies) and writes nothing, with no copies made; eval-mode layers keep
+    theirs (they read them)."""
+    return {(f"{n}.{b}" if n else b): None for n, m in _norm_modules(method) if m.training
+            for b, t in m.named_buffers(recurse=False) if t is not None}
 
 @torch.no_grad()
 def commit_running_stats(method, stacked:dict):
@@ -374,10 +384,11 @@ def commit_running_stats(method, stacked:dict):
     per-task copies each updated from the same start `r0` by `c_k` passes. Each pass maps r to
     (1 − momentum)·r + momentum·batch statistic, so with `a_k = (1 − momentum)^c_k` and `D_k = R_k − r0`:
     `D_k = (r_k − r0) + a_k D_{k−1}`, i.e. `R_K = r0 + Σ_k w_k (r_k − r0)` with `w_k = Π_{j>k} a_j` (exact; one
-    weighted sum per buffer, and the pass counts of all layers read from the device at once)."""
-    mods = _norm_modules(method)
-    if not mods: return
+    weighted sum per buffer, and the pass counts of all layers read from the device at once). Returns the names of
+    the layers that ran; layers without copies in `stacked` are skipped."""
     pre = lambda n: f"{n}." if n else ''
+    mods = [(n, m) for n, m in _norm_modules(method) if pre(n) + 'num_batches_tracked' in stacked]
+    if not mods: return []
     counts = (torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods])
               - torch.stack([m.num_batches_tracked for _, m in mods])[:, None]).tolist()
     for (mname, mod), c in zip(mods, counts):
@@ -390,6 +401,7 @@ def commit_running_stats(method, stacked:dict):
             wt = torch.tensor(w, dtype=rk.dtype).to(rk.device, non_blocking=True)
             r0.add_(torch.tensordot(wt, rk - r0, dims=1))
         mod.num_batches_tracked.add_(sum(c))
+    return [n for (n, _), c in zip(mods, counts) if any(c)]          # the layers that ran
 
 def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
     "Why the batched stage 2 cannot run this step (None: it can)."
@@ -426,8 +438,7 @@ def support_batched(method, sup_v:list, autocast=contextlib.nullcontext) -> tupl
 def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext) -> torch.Tensor:
     "Stage 1's query `z` at θ, without gradient, K tasks in one vmap, with throw-away BatchNorm buffers."
     with torch.no_grad(), autocast():
-        bufs = stacked_buffer_copies(method, len(q_views))
-        return over_tasks(lambda b, v: call_with(method, b, _embed, v), bufs, stack_tasks(q_views), module=method)
+        return over_tasks(lambda v: call_with(method, batch_stats_only(method), _embed, v), stack_tasks(q_views), module=method)
 
 def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
                    beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
@@ -444,9 +455,11 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     def support_loss(st, b, z, t):
         with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(calibrate(z), t), z, t)
     try:
-        bufs = stacked_buffer_copies(method, K)                                    # BYOL's predictor has BatchNorm
+        # BYOL's predictor has BatchNorm: copies for the layers the loss ran at the first step (all, then)
+        bufs = stacked_buffer_copies(method, K, getattr(method, '_loss_norm_layers', None))
         ls = over_tasks(support_loss, per_task, bufs, zs, ts_b, module=method)   # (K,): L_ssl on S_k at θ
-        commit_running_stats(method, bufs)
+        ran = commit_running_stats(method, bufs)
+        if not hasattr(method, '_loss_norm_layers'): object.__setattr__(method, '_loss_norm_layers', ran)
     except Exception as e:                                                         # nothing changed yet: the loop
         _fall_back(method, f"{type(e).__name__}: {e}")
         return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
@@ -456,8 +469,8 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     def query(m, v, t):
         with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
     try:
-        fast_b = {**fast, **stacked_buffer_copies(method, K)}
-        lq = over_tasks(lambda st, v, t: call_with(method, st, query, v, t), fast_b, stack_tasks(q_views), tq_b, module=method)
+        lq = over_tasks(lambda st, v, t: call_with(method, {**st, **batch_stats_only(method)}, query, v, t), fast,
+                        stack_tasks(q_views), tq_b, module=method)
         lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
         for p, gi in zip(params, lq_grads):
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
