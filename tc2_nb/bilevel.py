@@ -5,7 +5,7 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, inspect, math, warnings
+import contextlib, inspect, itertools, math, warnings
 from typing import Callable
 import torch
 from torch import nn
@@ -19,9 +19,9 @@ from .distributed import average_gradients, global_loss, globalise_caches
 # %% auto #0
 __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
            'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'stack_tasks',
-           'over_tasks', 'stacked_buffer_copies', 'batch_stats_only', 'commit_running_stats', 'vmap_blocker',
-           'support_batched', 'query_at_theta_batched', 'stage2_batched', 'shard_task_split', 'shard_tasks',
-           'make_calibrate', 'bilevel_step']
+           'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'batch_stats_only', 'commit_running_stats',
+           'vmap_blocker', 'support_batched', 'query_at_theta_batched', 'stage2_batched', 'shard_task_split',
+           'shard_tasks', 'make_calibrate', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -364,12 +364,41 @@ def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
 def _norm_modules(method) -> list:
     return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
 
-def stacked_buffer_copies(method, K:int, layers:list[str]|None=None) -> dict:
+class StackedBuffers(dict):
+    """Per-task copies of buffers by name, each (K, *shape) and contiguous (a vmapped BatchNorm writes its running
+    statistics only into a contiguous batched buffer), all copies of one dtype blocks of one flat tensor:
+    `groups` [(flat, names, sizes, base, from_blocks)], `base` the values copied (all buffers of the group, flat)."""
+
+def _block_index(method, K:int, sizes:list, device) -> tuple:
+    """Index tensors (cached on the module) for buffers of `sizes` laid end to end (`base`, (total,)): `to_blocks`
+    gives the copies (K·total,), buffer b's as a (K, size_b) block; `from_blocks` reads them back as (K, total);
+    `column_buffer` (total,) is each column's buffer."""
+    cache = method.__dict__.setdefault('_block_index_cache', {})
+    key = (K, tuple(sizes), str(device))
+    if key not in cache:
+        offs = [0, *itertools.accumulate(sizes)]
+        to = torch.cat([torch.arange(o, o + k).repeat(K) for o, k in zip(offs, sizes)])
+        frm = torch.cat([offs[b] * K + torch.arange(K)[:, None] * k + torch.arange(k)[None] for b, k in enumerate(sizes)], 1)
+        col = torch.cat([torch.full((k,), b) for b, k in enumerate(sizes)])
+        cache[key] = to.to(device), frm.reshape(-1).to(device), col.to(device)
+    return cache[key]
+
+def stacked_buffer_copies(method, K:int, layers:list[str]|None=None) -> StackedBuffers:
     """K copies of every running-statistics buffer (of the normalisation `layers` named, default all), stacked (task
-    dim first): each task's pass writes its own."""
+    dim first): each task's pass writes its own. Two ops per dtype (a cat and an index), whatever the layer count."""
     bufs = dict(method.named_buffers())
-    keep = lambda n: layers is None or n.rpartition('.')[0] in layers
-    return {n: bufs[n].unsqueeze(0).repeat(K, *([1] * bufs[n].dim())) for n in norm_buffer_names(method) if keep(n)}
+    names = [n for n in norm_buffer_names(method) if layers is None or n.rpartition('.')[0] in layers]
+    by_kind = {}
+    for n in names: by_kind.setdefault((bufs[n].dtype, bufs[n].device), []).append(n)
+    out = StackedBuffers(); out.groups = []
+    for ns in by_kind.values():
+        sizes = [bufs[n].numel() for n in ns]
+        base = torch.cat([bufs[n].reshape(-1) for n in ns])
+        to_blocks, from_blocks, _ = _block_index(method, K, sizes, base.device)
+        flat, off = base[to_blocks], 0
+        for n, k in zip(ns, sizes): out[n] = flat[off:off + K * k].view(K, *bufs[n].shape); off += K * k
+        out.groups.append((flat, ns, sizes, base, from_blocks))
+    return out
 
 def batch_stats_only(method) -> dict:
     """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
@@ -384,24 +413,30 @@ def commit_running_stats(method, stacked:dict):
     per-task copies each updated from the same start `r0` by `c_k` passes. Each pass maps r to
     (1 − momentum)·r + momentum·batch statistic, so with `a_k = (1 − momentum)^c_k` and `D_k = R_k − r0`:
     `D_k = (r_k − r0) + a_k D_{k−1}`, i.e. `R_K = r0 + Σ_k w_k (r_k − r0)` with `w_k = Π_{j>k} a_j` (exact; one
-    weighted sum per buffer, and the pass counts of all layers read from the device at once). Returns the names of
-    the layers that ran; layers without copies in `stacked` are skipped."""
+    weighted sum for all buffers of a dtype, and the pass counts of all layers read from the device at once).
+    `stacked`: from `stacked_buffer_copies`. Returns the names of the layers that ran; layers without copies in
+    `stacked` are skipped. The module's own buffers must still hold the values copied (`over_tasks(module=…)` checks)."""
     pre = lambda n: f"{n}." if n else ''
     mods = [(n, m) for n, m in _norm_modules(method) if pre(n) + 'num_batches_tracked' in stacked]
     if not mods: return []
     counts = (torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods])
               - torch.stack([m.num_batches_tracked for _, m in mods])[:, None]).tolist()
+    weights = {}                                                      # buffer name -> w_k of its layer, k = 1..K
     for (mname, mod), c in zip(mods, counts):
-        if not any(c): continue
-        if mod.momentum is None: raise NotBatchable(f"{mname}: BatchNorm with momentum=None (cumulative average)")
-        a = [(1 - mod.momentum) ** ck for ck in c]
-        w = [math.prod(a[k + 1:]) for k in range(len(c))]
-        for b in ('running_mean', 'running_var'):
-            r0, rk = getattr(mod, b), stacked[pre(mname) + b]
-            wt = torch.tensor(w, dtype=rk.dtype).to(rk.device, non_blocking=True)
-            r0.add_(torch.tensordot(wt, rk - r0, dims=1))
-        mod.num_batches_tracked.add_(sum(c))
-    return [n for (n, _), c in zip(mods, counts) if any(c)]          # the layers that ran
+        if any(c) and mod.momentum is None: raise NotBatchable(f"{mname}: BatchNorm with momentum=None (cumulative average)")
+        a = [(1 - (mod.momentum or 0)) ** ck for ck in c]
+        for b in ('running_mean', 'running_var'): weights[pre(mname) + b] = [math.prod(a[k + 1:]) for k in range(len(c))]
+    bufs = dict(method.named_buffers())
+    for flat, ns, sizes, base, from_blocks in stacked.groups:
+        if not flat.is_floating_point(): continue
+        K = flat.numel() // base.numel()
+        col = _block_index(method, K, sizes, flat.device)[2]
+        w = torch.tensor([weights[n] for n in ns], dtype=flat.dtype).to(flat.device, non_blocking=True)   # (buffers, K)
+        delta = ((flat[from_blocks].view(K, -1) - base) * w.T[:, col]).sum(0)   # Σ_k w_k (r_k − r0), every buffer
+        torch._foreach_add_([bufs[n] for n in ns], [d.view(bufs[n].shape) for n, d in zip(ns, delta.split(sizes))])
+    ran = [(n, m, sum(c)) for (n, m), c in zip(mods, counts) if any(c)]
+    if ran: torch._foreach_add_([m.num_batches_tracked for _, m, _ in ran], [s for _, _, s in ran])
+    return [n for n, _, _ in ran]                                     # the layers that ran
 
 def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
     "Why the batched stage 2 cannot run this step (None: it can)."
@@ -431,7 +466,7 @@ def support_batched(method, sup_v:list, autocast=contextlib.nullcontext) -> tupl
     K = len(sup_v)
     per_task = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in named}
     bufs = stacked_buffer_copies(method, K)
-    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, bufs, stack_tasks(sup_v), module=method)
+    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, dict(bufs), stack_tasks(sup_v), module=method)
     commit_running_stats(method, bufs)
     return zs, per_task
 
@@ -457,7 +492,7 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     try:
         # BYOL's predictor has BatchNorm: copies for the layers the loss ran at the first step (all, then)
         bufs = stacked_buffer_copies(method, K, getattr(method, '_loss_norm_layers', None))
-        ls = over_tasks(support_loss, per_task, bufs, zs, ts_b, module=method)   # (K,): L_ssl on S_k at θ
+        ls = over_tasks(support_loss, per_task, dict(bufs), zs, ts_b, module=method)   # (K,): L_ssl on S_k at θ
         ran = commit_running_stats(method, bufs)
         if not hasattr(method, '_loss_norm_layers'): object.__setattr__(method, '_loss_norm_layers', ran)
     except Exception as e:                                                         # nothing changed yet: the loop
@@ -465,7 +500,9 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
                       query_loss=query_loss, probe=probe, autocast=autocast)
     g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
-    fast = {n: per_task[n] if gi is None else per_task[n] - beta1 * gi for n, gi in zip(names, g)}
+    have = [i for i, gi in enumerate(g) if gi is not None]
+    stepped = torch._foreach_add([per_task[names[i]] for i in have], [g[i] for i in have], alpha=-beta1)   # θ_k, one op
+    fast = {**{n: per_task[n] for n in names}, **{names[i]: s for i, s in zip(have, stepped)}}
     def query(m, v, t):
         with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
     try:
