@@ -18,10 +18,10 @@ from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
 __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
-           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'stack_tasks',
-           'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'batch_stats_only', 'commit_running_stats',
-           'vmap_blocker', 'support_batched', 'query_at_theta_batched', 'stage2_batched', 'shard_task_split',
-           'shard_tasks', 'make_calibrate', 'bilevel_step']
+           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'BatchedWriteError',
+           'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'batch_stats_only',
+           'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched', 'stage2_batched',
+           'shard_task_split', 'shard_tasks', 'make_calibrate', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -212,7 +212,7 @@ class Stage1:
         if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
             try: first = obj(zs, ts, 'ssl')
             except Exception as e:
-                _fall_back(method, f"{type(e).__name__}: {e}")
+                _fall_back(method, _why(e))
                 K = zs.shape[0]
                 return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
@@ -282,6 +282,14 @@ def stage2(method, zs:list, ts:list, q_views:list, tq:list, calibrate:Callable, 
 class NotBatchable(Exception):
     "Raised where the batched stage 2 cannot run a method exactly as the loop does; the step then takes the loop."
 
+class BatchedWriteError(RuntimeError):
+    "A module wrote its own buffers under vmap after its first batched step passed: not undone, so never a fallback."
+
+def _why(e:Exception) -> str:
+    "The reason to fall back to the loop, for the warning; a `BatchedWriteError` goes on up instead."
+    if isinstance(e, BatchedWriteError): raise e
+    return f"{type(e).__name__}: {e}"
+
 def _to_tree(x):
     "A per-task value as a pytree vmap can map over: tensors and None as they are, an object holding tensors (MoCo's `QueuedKeys`, MAE's views) as (its class, its fields)."
     if x is None or isinstance(x, torch.Tensor): return x
@@ -339,7 +347,8 @@ def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
     With `module`: a buffer of it (other than the per-task copies passed in) written under vmap would be written once,
     not once per task as the loop does (MoCo-like queues, counters), so it raises `NotBatchable`. The first call on a
     module snapshots its buffers and puts them back before raising (then the loop gives its exact numbers); later
-    calls check the version counters only and, should a write happen then, raise a `RuntimeError`."""
+    calls check the version counters only and, should a write happen then, raise a `BatchedWriteError`, which
+    stops the run (the write cannot be undone, so no fallback)."""
     out_tree = {}
     def one(*args):                                 # vmap returns tensors only: an object's other fields ride outside
         leaves, out_tree['spec'] = pytree.tree_flatten(_to_tree(fn(*[_from_tree(a) for a in args])))
@@ -356,7 +365,7 @@ def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
     except Exception:
         _restore_buffers(module, before, snapshot); raise
     if changed := _restore_buffers(module, before, snapshot):
-        if checked: raise RuntimeError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} under vmap "
+        if checked: raise BatchedWriteError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} under vmap "
                                        "after its first step passed; this step's numbers are wrong: use task_batching='loop'")
         raise NotBatchable(f"writes buffers {changed} in place")
     return out
@@ -496,7 +505,7 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         ran = commit_running_stats(method, bufs)
         if not hasattr(method, '_loss_norm_layers'): object.__setattr__(method, '_loss_norm_layers', ran)
     except Exception as e:                                                         # nothing changed yet: the loop
-        _fall_back(method, f"{type(e).__name__}: {e}")
+        _fall_back(method, _why(e))
         return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
                       query_loss=query_loss, probe=probe, autocast=autocast)
     g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
@@ -512,7 +521,7 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         for p, gi in zip(params, lq_grads):
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
     except Exception as e:                                                         # the query passes one by one
-        _fall_back(method, f"{type(e).__name__}: {e}")
+        _fall_back(method, _why(e))
         bn_names, rows = norm_buffer_names(method), []
         for k in range(K):
             fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
@@ -581,7 +590,7 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
         ts.append(select_views(t, img, si)); tq.append(select_views(t, img, qi))
     if batched:
         try: zs_b, per_task = support_batched(method, sup_v, autocast)           # outer passes at θ, one vmap
-        except Exception as e: _fall_back(method, f"{type(e).__name__}: {e}"); batched = False
+        except Exception as e: _fall_back(method, _why(e)); batched = False
     if batched: zs = list(zs_b.unbind(0))
     else:
         with autocast(): zs = [method.embed(v) for v in sup_v]                    # outer passes at θ
@@ -593,7 +602,7 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
             zq_s1 = None
             if batched:
                 try: zq_b = query_at_theta_batched(method, qry_v, autocast); zq_s1 = list(zq_b.unbind(0))
-                except Exception as e: _fall_back(method, f"{type(e).__name__}: {e}"); batched = False
+                except Exception as e: _fall_back(method, _why(e)); batched = False
             if zq_s1 is None:
                 bn_names = norm_buffer_names(method)
                 with torch.no_grad(), autocast():
