@@ -2,7 +2,7 @@
 method of METHODS x the inner-step variants, one bilevel_step from identical states. Methods that cannot be batched
 (MAE; a module writing a buffer in place, as a MoCo-like queue would if it were written inside the step) must warn
 once and still give the loop's numbers. Second order keeps the loop."""
-import copy, os, warnings
+import copy, math, os, warnings
 import pytest, torch
 from tc2_nb.bilevel import BatchedWriteError, Stage1, bilevel_step, norm_buffer_names
 from tc2_nb.core import ConfigError
@@ -182,3 +182,16 @@ def test_a_write_after_the_first_step_is_an_error():
     assert getattr(m, '_vmap_checked', False)
     _writes_buffers(m, 'counter')
     with pytest.raises(BatchedWriteError, match='after its first step'): _run(cfg, m, aug, x, cal, 'vmap')
+
+
+@pytest.mark.parametrize('method', sorted(METHODS))
+def test_trainer_runs_batched(method):
+    "The trainer with task_batching='vmap': two TC² steps, finite, the first step's logged loss the loop's."
+    from test_trainer import _cfg as trainer_cfg, DS
+    from tc2_nb.trainer import pretrain
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        runs = {b: pretrain(trainer_cfg(method, 'TC2', max_steps=2, task_batching=b), DS) for b in ('loop', 'vmap')}
+    loss = {b: list(r.log.loss) for b, r in runs.items()}
+    assert runs['vmap'].steps == 2 and all(math.isfinite(v) for v in loss['vmap'])
+    assert abs(loss['vmap'][0] - loss['loop'][0]) <= RTOL * abs(loss['loop'][0]), loss
