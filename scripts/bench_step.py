@@ -52,7 +52,7 @@ def build(variant, args, device):
 
 def make_stepper(variant, args, device):
     "A function that runs one training step of `variant` and returns its (wall time, CPU time of this process)."
-    from tc2_nb.bilevel import plain_step, bilevel_step
+    from tc2_nb.bilevel import plain_step, bilevel_step, TC2Settings
     cfg, method, augment, x, stage1, opt, sched = build(variant, args, device)
     g = torch.Generator(device).manual_seed(0)
     autocast = partial(torch.autocast, 'cuda', dtype=torch.bfloat16) if device.type == 'cuda' else contextlib.nullcontext
@@ -62,9 +62,7 @@ def make_stepper(variant, args, device):
         opt.zero_grad(set_to_none=True)
         if cfg.variant == 'base': terms, _ = plain_step(method, x, augment, g, autocast=autocast)
         else:
-            terms, _ = bilevel_step(method, x, augment, g, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
-                                    cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, autocast=autocast,
-                                    task_batching=cfg.task_batching)
+            terms, _ = bilevel_step(method, x, augment, g, TC2Settings.from_config(cfg), stage1, autocast=autocast)
         opt.step(); sched.step(); method.after_step(0.5)
         terms['loss'].item()
         sync()

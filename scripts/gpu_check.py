@@ -54,12 +54,11 @@ def outer_grads(method): return torch.cat([p.grad.flatten().double() for p in me
 
 
 def run_step(variant, method, x, augment, stage1, cfg, autocast, seed=0):
-    from tc2_nb.bilevel import plain_step, bilevel_step
+    from tc2_nb.bilevel import plain_step, bilevel_step, TC2Settings
     g = torch.Generator(x.device).manual_seed(seed)
     for p in method.parameters(): p.grad = None
     if variant == 'base': terms, _ = plain_step(method, x, augment, g, autocast=autocast)
-    else: terms, _ = bilevel_step(method, x, augment, g, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
-                                  cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, autocast=autocast)
+    else: terms, _ = bilevel_step(method, x, augment, g, TC2Settings.from_config(cfg), stage1, autocast=autocast)
     return terms
 
 

@@ -5,7 +5,8 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, inspect, itertools, math, warnings
+import contextlib, dataclasses, inspect, itertools, math, warnings
+from dataclasses import dataclass
 from typing import Callable
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies',
            'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'BatchedWriteError',
            'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'batch_stats_only',
            'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched', 'stage2_batched',
-           'shard_task_split', 'shard_tasks', 'make_calibrate', 'bilevel_step']
+           'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -561,33 +562,66 @@ def make_calibrate(calibrator, V, device_type:str='cpu'):
             return calibrator.calibrate(z.to(dt), V)
     return calibrate
 
-def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1|None=None, n_tasks:int=4,
-                 n_views:int=4, n_support:int=2, beta1:float=0.05, second_order:bool=False, reduce:str='mean',
-                 query_loss:str='ssl', probe:bool=False, autocast=contextlib.nullcontext, shards:int=1,
-                 rank:int|None=None, split_generator:torch.Generator|None=None, global_batch:bool=False,
-                 task_batching:str='loop') -> tuple[dict, torch.Tensor|None]:
-    """Stage 1 (calibrator, steps its own Adam) and stage-2 gradients of the encoder into `.grad` for one batch `x`.
-    `shards=W`: tasks are formed per shard (`shard_task_split`); with `rank`, `x` is that rank's shard and only its
-    `n_tasks` tasks are used, else `x` is the whole batch and all `W·n_tasks` are. `split_generator` (default
-    `generator`) draws the task split; `global_batch` gathers the keys a method caches for its queue.
-    `task_batching='vmap'`: first order with an inner step runs the K tasks in one vmap (`stage2_batched`)."""
-    calibrated, inner = uses_calibration(variant), uses_inner_step(variant)
-    check_choice('task_batching', task_batching, TASK_BATCHING)
-    batched = task_batching == 'vmap' and inner and not second_order         # second order, -bilevel: the loop
-    if batched and (why := vmap_blocker(method)): _fall_back(method, why); batched = False
-    if calibrated and stage1 is None: raise ConfigError(f"variant={variant!r} needs a Stage1 (calibrator) object")
-    views = method.make_views(x, n_views, augment, generator)
-    with autocast(), torch.no_grad(): t = method.target(views)
-    if global_batch: globalise_caches(method)
-    n_images = x.shape[0] * (shards if rank is not None else 1)
-    split = shard_task_split(n_images, shards, n_tasks, n_views, n_support,
-                             generator=generator if split_generator is None else split_generator, device=x.device)
-    if rank is not None: split = shard_tasks(split, rank, shards)
+@dataclass(frozen=True)
+class TC2Settings:
+    "The settings of one bi-level step: the slice of `TrainConfig` that `bilevel_step` reads (`from_config`)."
+    variant:str = 'TC2'           # T, TC2, -Lv, -Lw, -bilevel
+    n_tasks:int = 4               # K tasks per batch (per shard under data parallelism)
+    n_views:int = 4               # m views per image
+    n_support:int = 2             # m' support views (the other m − m' are the query views)
+    beta1:float = 0.05            # inner step size (Eq. 6)
+    second_order:bool = False     # differentiate through the inner step
+    reduce:str = 'mean'           # outer gradient over tasks: 'mean' or 'sum'
+    query_loss:str = 'ssl'        # the loss on the query views: the method's, or 'sse'
+    task_batching:str = 'loop'    # 'vmap': the K tasks in one torch.func.vmap per pass
+    @classmethod
+    def from_config(cls, cfg) -> TC2Settings:
+        return cls(cfg.variant, cfg.n_tasks, cfg.n_views, cfg.n_support, cfg.beta1, cfg.second_order, cfg.outer_reduce,
+                   cfg.query_loss, cfg.task_batching)
+
+def rank_task_split(n_local:int, settings:TC2Settings, shards:int=1, rank:int|None=None,
+                    generator:torch.Generator|None=None, device=None) -> TaskSplit:
+    """The tasks of one step on `n_local` images. `shards=W`: tasks are formed per shard (`shard_task_split`); with
+    `rank`, the images are that rank's shard and only its `K` tasks are kept (`shard_tasks`), else they are the
+    whole batch and all `W·K` tasks are used. `generator` must hold the same state on every rank."""
+    s = settings
+    split = shard_task_split(n_local * (shards if rank is not None else 1), shards, s.n_tasks, s.n_views, s.n_support,
+                             generator=generator, device=device)
+    return split if rank is None else shard_tasks(split, rank, shards)
+
+def _task_views(views, t, split:TaskSplit) -> tuple[list, list, list, list]:
+    "Per task: support views, query views, and the targets of each."
     sup_v, qry_v, ts, tq = [], [], [], []
     for k in range(split.n_tasks):
         img, si = split.index(k, 'support'); _, qi = split.index(k, 'query')
         sup_v.append(select_views(views, img, si)); qry_v.append(select_views(views, img, qi))
         ts.append(select_views(t, img, si)); tq.append(select_views(t, img, qi))
+    return sup_v, qry_v, ts, tq
+
+def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
+                 tasks:TaskSplit|None=None, probe:bool=False, autocast=contextlib.nullcontext,
+                 global_batch:bool=False, **overrides) -> tuple[dict, torch.Tensor|None]:
+    """One bi-level step on batch `x` (METHOD.md, Eq. 4–7): stage 1 trains the calibrator (its own Adam), stage 2
+    puts the encoder's gradients into `.grad`. `settings`: a `TC2Settings`, or a variant name; any of its fields
+    may be given as keywords (`n_tasks=2`). `tasks`: the task split (default `split_tasks` from `generator`, after the
+    views); data parallelism hands in its rank's (`rank_task_split`). `global_batch` gathers the keys a method caches
+    for its queue. Returns (terms, per-task backbone gradients if `probe`)."""
+    s = TC2Settings(settings, **overrides) if isinstance(settings, str) else dataclasses.replace(settings, **overrides)
+    variant, beta1, reduce, query_loss = s.variant, s.beta1, s.reduce, s.query_loss
+    calibrated, inner = uses_calibration(variant), uses_inner_step(variant)
+    check_choice('task_batching', s.task_batching, TASK_BATCHING)
+    batched = s.task_batching == 'vmap' and inner and not s.second_order     # second order, -bilevel: the loop
+    if batched and (why := vmap_blocker(method)): _fall_back(method, why); batched = False
+    if calibrated and stage1 is None: raise ConfigError(f"variant={variant!r} needs a Stage1 (calibrator) object")
+
+    # The K tasks: m views of each image, its target once (not adapted), support S_k and query Q_k views per task
+    views = method.make_views(x, s.n_views, augment, generator)
+    with autocast(), torch.no_grad(): t = method.target(views)
+    if global_batch: globalise_caches(method)
+    if tasks is None: tasks = split_tasks(x.shape[0], s.n_tasks, s.n_views, s.n_support, generator=generator, device=x.device)
+    sup_v, qry_v, ts, tq = _task_views(views, t, tasks)
+
+    # Outer passes at θ: the support views with a live graph (BatchNorm's running statistics see these passes only)
     if batched:
         try: zs_b, per_task = support_batched(method, sup_v, autocast)           # outer passes at θ, one vmap
         except Exception as e: _fall_back(method, _why(e)); batched = False
@@ -597,6 +631,8 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
     zq, terms = None, {}
     if not inner:
         with autocast(): zq = [method.embed(v) for v in qry_v]
+
+    # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z
     if calibrated:
         if inner:                                                                 # query at θ, stage 1 only
             zq_s1 = None
@@ -624,6 +660,8 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
         elif not batched: ts, tq = [mapped(t) for t in ts], [mapped(t) for t in tq]
     else:
         calibrate = lambda z: z
+
+    # Stage 2, f_v and f_w frozen: Eq. 6, θ_k = θ − β1 ∇_θ L^s_k(θ); Eq. 7, the encoder's gradient Σ_k ∇_θ L^q_k(θ_k)
     frozen = [p for p in (stage1.cal.parameters() if calibrated else []) if p.requires_grad]
     for p in frozen: p.requires_grad_(False)                                      # f_v, f_w held in stage 2
     try:
@@ -632,7 +670,7 @@ def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1
                                        query_loss=query_loss, probe=probe, autocast=autocast)
             if not getattr(method, '_vmap_failed', None): object.__setattr__(method, '_vmap_checked', True)
         else:
-            t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=second_order, reduce=reduce,
+            t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=s.second_order, reduce=reduce,
                                query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)
     finally:
         for p in frozen: p.requires_grad_(True)

@@ -4,7 +4,7 @@ method of METHODS x the inner-step variants, one bilevel_step from identical sta
 once and still give the loop's numbers. Second order keeps the loop."""
 import copy, math, os, warnings
 import pytest, torch
-from tc2_nb.bilevel import BatchedWriteError, Stage1, bilevel_step, norm_buffer_names
+from tc2_nb.bilevel import BatchedWriteError, Stage1, TC2Settings, bilevel_step, norm_buffer_names
 from tc2_nb.core import ConfigError
 from tc2_nb.methods import METHODS
 from tc2_nb.train_config import TrainConfig, uses_inner_step, VARIANTS
@@ -56,8 +56,8 @@ def _run(cfg, m, aug, x, cal, batching, second_order=False):
     if s1 is not None:
         for g in s1.opt_s.param_groups + s1.opt_q.param_groups: g['eps'] = STAGE1_EPS
     g = torch.Generator().manual_seed(2)
-    terms, grads = bilevel_step(m, x, aug, g, cfg.variant, s1, cfg.n_tasks, cfg.n_views, cfg.n_support, cfg.beta1,
-                                second_order=second_order, probe=True, task_batching=batching)
+    terms, grads = bilevel_step(m, x, aug, g, TC2Settings.from_config(cfg), s1, probe=True, second_order=second_order,
+                                task_batching=batching)
     return terms, grads
 
 
