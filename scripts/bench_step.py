@@ -1,4 +1,5 @@
 """Step time of one training step: base SimCLR (2 views) against `+T`, `+TC²` first order and `+TC²` second order.
+A variant name ending in `-vmap` (`T-vmap`, `TC2-vmap`) runs stage 2 with `task_batching='vmap'`.
 
 Setting (issue 4): batch 256, the small CNN, 28 px one-channel images, 2 CPU threads, K=4, m=4, m'=2.
 Each variant runs the trainer's own step (zero_grad, `plain_step`/`bilevel_step`, optimiser and schedule
@@ -8,9 +9,17 @@ machine affects them alike. METHOD.md's floor for first-order TC² is 14/6 = 2.3
 
     python scripts/bench_step.py [--steps 6] [--threads 2] [--batch 256] [--device cpu]
         [--backbone small_cnn] [--size 28] [--channels 1] [--variants base,T,TC2,TC2-2nd]
+
+`--ops`: instead of timing, count the aten ops dispatched during one step (after one warm-up step), with a
+`TorchDispatchMode` counter: all ops, the non-view ops (views and `detach` alias their input and launch no
+kernel) and convolution ops (forward and backward), each as a multiple of base. Torch's optimisers (stage 1's Adam)
+run with `foreach=True` as they do on CUDA (`--foreach off`: the CPU's per-tensor loop); LARS has no foreach form. On a GPU each non-view op is
+about one kernel launch, so this is the launch count that a launch-bound step pays.
+
+    python scripts/bench_step.py --ops --variants base,T,TC2,TC2-vmap [--backbone resnet18 --size 32 --channels 3]
 """
 from __future__ import annotations
-import argparse, contextlib, os, statistics, time
+import argparse, collections, contextlib, os, statistics, time
 from functools import partial
 import torch
 
@@ -20,9 +29,10 @@ def build(variant, args, device):
     from tc2_nb.trainer import build_method, build_calibrator, build_outer, representation_dim
     from tc2_nb.bilevel import Stage1
     from tc2_nb.views import make_augment
-    v, second = ('TC2', True) if variant == 'TC2-2nd' else (variant, False)
+    v, batching = (variant[:-len('-vmap')], 'vmap') if variant.endswith('-vmap') else (variant, 'loop')
+    v, second = ('TC2', True) if v == 'TC2-2nd' else (v, False)
     cfg = TrainConfig(method=args.method, backbone=args.backbone, variant=v, batch_size=args.batch, n_tasks=4, n_views=4,
-                      n_support=2, second_order=second, epochs=10, device=str(device), probe_every=0)
+                      n_support=2, second_order=second, epochs=10, device=str(device), probe_every=0, task_batching=batching)
     torch.manual_seed(0)
     method = build_method(cfg, args.channels, args.size).to(device).train()
     if device.type == 'cuda': method = method.to(memory_format=torch.channels_last)   # as the trainer does on CUDA
@@ -33,12 +43,16 @@ def build(variant, args, device):
         cal = build_calibrator(cfg, representation_dim(method, x, augment)).to(device)
         stage1 = Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss)
     opt, sched, _ = build_outer(cfg, method, steps_per_epoch=100)
+    if args.foreach:                   # torch's optimisers default to foreach on CUDA: emulate it on the CPU
+        for o in [opt] + ([stage1.opt_s, stage1.opt_q] if stage1 else []):
+            for grp in o.param_groups:
+                if 'foreach' in grp: grp['foreach'] = True
     return cfg, method, augment, x, stage1, opt, sched
 
 
 def make_stepper(variant, args, device):
     "A function that runs one training step of `variant` and returns its (wall time, CPU time of this process)."
-    from tc2_nb.bilevel import plain_step, bilevel_step
+    from tc2_nb.bilevel import plain_step, bilevel_step, TC2Settings
     cfg, method, augment, x, stage1, opt, sched = build(variant, args, device)
     g = torch.Generator(device).manual_seed(0)
     autocast = partial(torch.autocast, 'cuda', dtype=torch.bfloat16) if device.type == 'cuda' else contextlib.nullcontext
@@ -48,13 +62,41 @@ def make_stepper(variant, args, device):
         opt.zero_grad(set_to_none=True)
         if cfg.variant == 'base': terms, _ = plain_step(method, x, augment, g, autocast=autocast)
         else:
-            terms, _ = bilevel_step(method, x, augment, g, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
-                                    cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, autocast=autocast)
+            terms, _ = bilevel_step(method, x, augment, g, TC2Settings.from_config(cfg), stage1, autocast=autocast)
         opt.step(); sched.step(); method.after_step(0.5)
         terms['loss'].item()
         sync()
         return time.perf_counter() - t0, time.process_time() - c0
     return step
+
+
+def op_counter():
+    "A dispatch mode that counts every aten op run under it, by name (its `.ops`, a Counter)."
+    from torch.utils._python_dispatch import TorchDispatchMode
+    class OpCounter(TorchDispatchMode):
+        def __init__(self): super().__init__(); self.ops, self.views = collections.Counter(), 0
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            if func.is_view: self.views += 1                        # aliases: no kernel, no launch
+            return func(*args, **(kwargs or {}))
+    return OpCounter()
+
+
+def count_ops(variants, args, device):
+    "Ops per step (all, and convolutions) of each variant, one warm-up step first; prints the table."
+    rows = {}
+    for v in variants:
+        step = make_stepper(v, args, device)
+        step()                                                      # warm-up: lazy init, first-call paths
+        with op_counter() as c: step()
+        total = sum(c.ops.values())
+        rows[v] = total, total - c.views, sum(n for k, n in c.ops.items() if 'convolution' in k)
+    base = rows.get('base')
+    print(f"{'variant':<10} {'ops':>8} {'x base':>7} {'non-view':>9} {'x base':>7} {'conv ops':>9} {'x base':>7}")
+    for v, r in rows.items():
+        rb = lambda i: r[i] / base[i] if base and base[i] else float('nan')
+        print(f"{v:<10} {r[0]:>8} {rb(0):>7.2f} {r[1]:>9} {rb(1):>7.2f} {r[2]:>9} {rb(2):>7.2f}")
+    return rows
 
 
 def main():
@@ -65,13 +107,19 @@ def main():
     ap.add_argument('--backbone', default='small_cnn'); ap.add_argument('--size', type=int, default=28)
     ap.add_argument('--channels', type=int, default=1)
     ap.add_argument('--variants', default='base,T,TC2,TC2-2nd')
+    ap.add_argument('--ops', action='store_true', help='count the aten ops of one step instead of timing')
+    ap.add_argument('--foreach', choices=('auto', 'on', 'off'), default='auto',
+                    help="foreach (multi-tensor) Adam/AdamW/SGD, as torch chooses on CUDA; auto: on with --ops or on CUDA")
     args = ap.parse_args()
+    args.foreach = args.foreach == 'on' or (args.foreach == 'auto' and (args.ops or args.device.startswith('cuda')))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    print(f"# foreach optimisers {args.foreach}; " if args.ops else '', end='')
     print(f"# {args.method}, {args.backbone}, {args.size}px x{args.channels}, batch {args.batch}, K=4 m=4 m'=2, "
           f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
           f"threads {args.threads}, torch {torch.__version__}, load average before {load:.2f}")
+    if args.ops: count_ops(args.variants.split(','), args, device); return
     # variants take turns, one step each per round, so that a change in the machine's load hits all of them alike
     variants = args.variants.split(',')
     steppers = {v: make_stepper(v, args, device) for v in variants}

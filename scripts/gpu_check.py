@@ -1,9 +1,12 @@
 #!/usr/bin/env python
-"""GPU checks for issues 4, 7 and 8: one script, run once on a CUDA machine (CI has no GPU).
+"""GPU checks for issues 4, 7, 8 and 15: one script, run once on a CUDA machine (CI has no GPU).
 
-    PYTHONPATH=. python scripts/gpu_check.py --out DIR [--budget 420]
+    PYTHONPATH=. python scripts/gpu_check.py --out DIR [--budget 450] [--only batched epoch]
+    PYTHONPATH=. python scripts/gpu_check.py --dry --only batched epoch     # CPU, tiny sizes, seconds (tests/test_gpu_check.py)
 
 Sections (each one's failure is recorded and the others go on; a section that would not finish in the budget is skipped):
+- `batched`: issue 15's step times, per-task loop against `task_batching='vmap'`, for base, `+T`, `+TC²` and `+TC²` second
+  order (which keeps the loop under 'vmap'), ResNet-18, 32 px, batch 256, bf16 autocast, channels_last; ms and × base.
 - `step`: issue 4's step-time table on GPU, ResNet-18 (CIFAR stem), 32 px RGB, batch 256, K=4, m=4, m'=2, bf16 autocast
   and channels_last, through `scripts/bench_step.py`.
 - `augment`: views/s of the batched GPU augmentation (SimCLR and BYOL CIFAR recipes, 32 px, batch 256, m=2).
@@ -13,8 +16,9 @@ Sections (each one's failure is recorded and the others go on; a section that wo
   (cosine, relative error; a second float32 run is the floor).
 - `vmap`: K tasks' query passes at their own fast weights as a loop of `functional_call`s against one `torch.func.vmap`.
 - `compile`: `torch.compile` of the backbone for `base`: gradients against eager (float32) and step time (bf16).
-- `epoch`: issue 7's ResNet-18 CIFAR-10-size epoch time for SimCLR `base` and `+TC²` through `pretrain` (50,000 random
-  uint8 32x32 RGB images: the machine has no internet and the timing depends on shapes only).
+- `epoch`: issue 7's ResNet-18 CIFAR-10-size epoch time for SimCLR `base`, `+TC²` (loop) and `+TC²` with
+  `task_batching='vmap'` (issue 15) through `pretrain` (50,000 random uint8 32x32 RGB images: the machine has no
+  internet and the timing depends on shapes only).
 - `determinism`: 4 steps of `+TC²` twice with `deterministic=True` and twice without; bitwise equality of the
   parameters, and the ops that torch reports as nondeterministic (`warn_only=True` warnings).
 Writes `gpu_check.json` and `gpu_check.md` into `--out` after every section.
@@ -42,23 +46,23 @@ class RandomImages(torch.utils.data.Dataset):
 
 
 def step_args(**kw):
-    return SimpleNamespace(**dict(dict(method='simclr', backbone='resnet18', batch=BATCH, channels=3, size=32), **kw))
+    return SimpleNamespace(**dict(dict(method='simclr', backbone=BACKBONE, batch=BATCH, channels=3, size=32,
+                                       foreach=DEV == 'cuda', device=DEV), **kw))
 
 
 def outer_grads(method): return torch.cat([p.grad.flatten().double() for p in method.parameters() if p.grad is not None])
 
 
 def run_step(variant, method, x, augment, stage1, cfg, autocast, seed=0):
-    from tc2_nb.bilevel import plain_step, bilevel_step
+    from tc2_nb.bilevel import plain_step, bilevel_step, TC2Settings
     g = torch.Generator(x.device).manual_seed(seed)
     for p in method.parameters(): p.grad = None
     if variant == 'base': terms, _ = plain_step(method, x, augment, g, autocast=autocast)
-    else: terms, _ = bilevel_step(method, x, augment, g, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
-                                  cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, autocast=autocast)
+    else: terms, _ = bilevel_step(method, x, augment, g, TC2Settings.from_config(cfg), stage1, autocast=autocast)
     return terms
 
 
-DEV, BATCH, N_EPOCH = 'cuda', 256, 50_000          # --smoke: cpu, 32, 512 (a CPU dry run of the code paths)
+DEV, BATCH, N_EPOCH, BACKBONE = 'cuda', 256, 50_000, 'resnet18'  # --smoke: cpu, 32, 512; --dry: cpu, 16, 64, small_cnn
 BF16 = partial(torch.autocast, 'cuda', dtype=torch.bfloat16)
 def sync(): torch.cuda.synchronize() if DEV == 'cuda' else None
 
@@ -79,6 +83,27 @@ def sec_step(out):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     if r.returncode: raise RuntimeError(r.stderr[-3000:])
     return dict(table=r.stdout)
+
+
+def sec_batched(out):
+    """Step time, loop against vmap (issue 15): each variant's own trainer step (`bench_step.make_stepper`), variants
+    taking turns one step each per round so that a change in the machine's load hits all alike; median ms, × base."""
+    import statistics
+    from bench_step import make_stepper
+    variants = ['base', 'T', 'T-vmap', 'TC2', 'TC2-vmap', 'TC2-2nd', 'TC2-2nd-vmap']
+    warm, steps = (5, 20) if DEV == 'cuda' else (1, 2)
+    steppers = {v: make_stepper(v, step_args(), torch.device(DEV)) for v in variants}
+    times = {v: [] for v in variants}
+    for r in range(warm + steps):
+        for v in variants:
+            t = steppers[v]()[0]
+            if r >= warm: times[v].append(t)
+    ms = {v: statistics.median(t) * 1e3 for v, t in times.items()}
+    rows = [f"| {v} | {ms[v]:.1f} | {ms[v] / ms['base']:.2f} |" for v in variants]
+    res = dict(ms={v: round(m, 2) for v, m in ms.items()}, x_base={v: round(m / ms['base'], 3) for v, m in ms.items()})
+    res['table'] = '\n'.join([f"{BACKBONE}, 32 px, batch {BATCH}, {'bf16, channels_last' if DEV == 'cuda' else 'cpu (dry)'}",
+                              '| variant | ms/step | x base |', '|---|---|---|', *rows])
+    return res
 
 
 def sec_augment(out):
@@ -190,7 +215,7 @@ def sec_compile(out):
 
 def _cfg(**kw):
     from tc2_nb.train_config import TrainConfig
-    base = dict(method='simclr', backbone='resnet18', dataset='cifar10', batch_size=BATCH, epochs=1, n_tasks=4, n_views=4,
+    base = dict(method='simclr', backbone=BACKBONE, dataset='cifar10', batch_size=BATCH, epochs=1, n_tasks=4, n_views=4,
                 n_support=2, probe_every=0, log_every=50, ckpt_every=0, device=DEV, progress=False)
     return TrainConfig(**dict(base, **kw))
 
@@ -199,14 +224,16 @@ def sec_epoch(out):
     from tc2_nb.trainer import pretrain
     ds = RandomImages(N_EPOCH)
     res = {}
-    for variant in ('base', 'TC2'):
+    for name in ('base', 'TC2', 'TC2-vmap'):
+        variant, batching = name.split('-')[0], 'vmap' if name.endswith('-vmap') else 'loop'
         sync(); t = time.perf_counter()
-        r = pretrain(_cfg(variant=variant), train_dataset=ds)
+        r = pretrain(_cfg(variant=variant, task_batching=batching), train_dataset=ds)
         sync(); s = time.perf_counter() - t
         views = 2 if variant == 'base' else 4
-        res[variant] = dict(epoch_s=round(s, 1), steps=r.steps, img_per_s=round(r.steps * BATCH / s),
+        res[name] = dict(epoch_s=round(s, 1), steps=r.steps, img_per_s=round(r.steps * BATCH / s),
                             view_img_per_s=round(r.steps * BATCH * views / s), final_loss=r.summary.get('final_loss'))
     res['TC2_over_base'] = round(res['TC2']['epoch_s'] / res['base']['epoch_s'], 2)
+    res['TC2_vmap_over_base'] = round(res['TC2-vmap']['epoch_s'] / res['base']['epoch_s'], 2)
     return res
 
 
@@ -228,23 +255,26 @@ def sec_determinism(out):
     return res
 
 
-SECTIONS = dict(sync=(sec_sync, 20), step=(sec_step, 120), augment=(sec_augment, 10), epoch=(sec_epoch, 90),
+SECTIONS = dict(batched=(sec_batched, 60), epoch=(sec_epoch, 110), sync=(sec_sync, 20), step=(sec_step, 120), augment=(sec_augment, 10),
                 bf16=(sec_bf16, 20), vmap=(sec_vmap, 20), determinism=(sec_determinism, 40), compile=(sec_compile, 90))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', default='runs/gpu_check'); ap.add_argument('--budget', type=float, default=420)
+    ap.add_argument('--out', default='runs/gpu_check'); ap.add_argument('--budget', type=float, default=450)
     ap.add_argument('--only', nargs='*', help='sections to run (default: all)')
     ap.add_argument('--smoke', action='store_true', help='a quick CPU dry run of every code path (tiny sizes)')
+    ap.add_argument('--dry', action='store_true', help='a CPU run in seconds: small CNN, batch 16, a 64-image epoch')
     args = ap.parse_args()
-    global DEV, BATCH, N_EPOCH
+    global DEV, BATCH, N_EPOCH, BACKBONE
     if args.smoke: DEV, BATCH, N_EPOCH = 'cpu', 32, 512
+    elif args.dry: DEV, BATCH, N_EPOCH, BACKBONE = 'cpu', 16, 64, 'small_cnn'
     elif not torch.cuda.is_available(): sys.exit('gpu_check: no CUDA device')
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     res = dict(env=dict(torch=torch.__version__, gpu=torch.cuda.get_device_name() if DEV == 'cuda' else 'none (smoke)',
                         capability=torch.cuda.get_device_capability() if DEV == 'cuda' else None, cudnn=torch.backends.cudnn.version()))
+    if DEV == 'cpu': torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', 2)))
     for name, (fn, guess) in SECTIONS.items():
         if args.only and name not in args.only: continue
         left = args.budget - (time.time() - t_start)

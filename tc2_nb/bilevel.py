@@ -5,20 +5,24 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, inspect, math
+import contextlib, dataclasses, inspect, itertools, math, warnings
+from dataclasses import dataclass
 from typing import Callable
 import torch
 from torch import nn
 from torch.func import functional_call
-from .core import ConfigError
+from torch.utils import _pytree as pytree
+from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views
-from .train_config import uses_calibration, uses_inner_step
+from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING
 from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
 __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
-           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'shard_task_split', 'shard_tasks',
-           'make_calibrate', 'bilevel_step']
+           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'BatchedWriteError',
+           'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'batch_stats_only',
+           'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched', 'stage2_batched',
+           'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -169,13 +173,18 @@ class Stage1:
         self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
         self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
 
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn):
-        "Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms)."
+    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False):
+        """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
+        `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`)."""
         V = cal.factors(z_all)
         calib = lambda z: cal.calibrate(z.to(V.dtype), V)
-        losses = [call_with(method, bn(), lambda m, z, t: set_loss(m, z, t, kind), calib(z), calibrated_target(method, t, calib, cal))
-                  for z, t in zip(zs, ts)]
-        ssl = torch.stack(losses).mean()
+        loss_of = lambda m, z, t: set_loss(m, z, t, kind)
+        if batched:
+            one = lambda b, z, t: call_with(method, b, loss_of, calib(z), calibrated_target(method, t, calib, cal))
+            ssl = over_tasks(lambda z, t: one(batch_stats_only(method), z, t), zs, ts, module=method).mean()
+        else:
+            ssl = torch.stack([call_with(method, bn(), loss_of, calib(z), calibrated_target(method, t, calib, cal))
+                               for z, t in zip(zs, ts)]).mean()
         tc2, parts = tc2_terms(cal, z_all, V)
         return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
 
@@ -184,22 +193,37 @@ class Stage1:
         for p, g in zip(params, grads): p.grad = None if g is None else g.detach()
         average_gradients(params)                                   # over ranks (a no-op for one process)
 
-    def step(self, method, zs:list, zq:list, ts:list, tq:list) -> dict:
-        "One stage-1 update from per-task support `zs` and query `zq` (detached), targets `ts`, `tq`."
+    def step(self, method, zs:list, zq:list, ts:list, tq:list, batched:bool=False) -> dict:
+        """One stage-1 update from per-task support `zs` and query `zq` (detached), targets `ts`, `tq`.
+        `batched`: each of them stacked over tasks (`stack_tasks`; zs, zq (K, n, v, d)), the K task losses of each
+        objective in one vmap (the `'maml'` mode keeps the loop)."""
         dt = _dtype(self.cal)
-        z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
-        zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
+        if batched:
+            zs, zq = zs.detach().to(dt), zq.detach().to(dt)
+            z_all = torch.cat([zs.reshape(-1, zs.shape[-1]), zq.reshape(-1, zq.shape[-1])])   # the loop's row order
+            if self.mode == 'maml': zs, zq, ts, tq = (_unstack(a, zs.shape[0]) for a in (zs, zq, ts, tq))
+        else:
+            z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
+            zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
         names = norm_buffer_names(method)
         bn = lambda: norm_buffer_copies(method, names)
         params = [p for g in self.opt_s.param_groups for p in g['params']]
+        obj = lambda zs, ts, kind: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched)
+        first = None
+        if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
+            try: first = obj(zs, ts, 'ssl')
+            except Exception as e:
+                _fall_back(method, _why(e))
+                K = zs.shape[0]
+                return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
-            ls, ts_ = self._objective(self.cal, method, z_all, zs, ts, 'ssl', bn)
-            lq, _ = self._objective(self.cal, method, z_all, zq, tq, self.query_loss, bn)
+            ls, ts_ = first or obj(zs, ts, 'ssl')
+            lq, _ = obj(zq, tq, self.query_loss)
             self._set_grads(ls + lq, params); self.opt_s.step()
         elif self.mode == 'sequential':
-            ls, ts_ = self._objective(self.cal, method, z_all, zs, ts, 'ssl', bn)
+            ls, ts_ = first or obj(zs, ts, 'ssl')
             self._set_grads(ls, params); self.opt_s.step()           # Eq. 4: f' = f − (α1, α2)·Adam
-            lq, _ = self._objective(self.cal, method, z_all, zq, tq, self.query_loss, bn)
+            lq, _ = obj(zq, tq, self.query_loss)
             self._set_grads(lq, params); self.opt_q.step()           # Eq. 5: f ← f' − (α3, α4)·Adam
         else: ls, lq, ts_ = self._maml_step(method, z_all, zs, zq, ts, tq, bn, params)
         return dict(s1_support=ls.detach(), s1_query=lq.detach(), **{k: v for k, v in ts_.items() if k != 'ssl'})
@@ -255,6 +279,261 @@ def stage2(method, zs:list, ts:list, q_views:list, tq:list, calibrate:Callable, 
     terms['loss'] = terms['loss_query'] if inner else terms['loss_support'] + terms['loss_query']
     return terms, (torch.stack(rows) if probe else None)
 
+# %% ../nbs/08c_bilevel.ipynb #25201c1d
+class NotBatchable(Exception):
+    "Raised where the batched stage 2 cannot run a method exactly as the loop does; the step then takes the loop."
+
+class BatchedWriteError(RuntimeError):
+    "A module wrote its own buffers under vmap after its first batched step passed: not undone, so never a fallback."
+
+def _why(e:Exception) -> str:
+    "The reason to fall back to the loop, for the warning; a `BatchedWriteError` goes on up instead."
+    if isinstance(e, BatchedWriteError): raise e
+    return f"{type(e).__name__}: {e}"
+
+def _to_tree(x):
+    "A per-task value as a pytree vmap can map over: tensors and None as they are, an object holding tensors (MoCo's `QueuedKeys`, MAE's views) as (its class, its fields)."
+    if x is None or isinstance(x, torch.Tensor): return x
+    if isinstance(x, (list, tuple)): return type(x)(_to_tree(v) for v in x)
+    if not hasattr(x, '__dict__'): raise NotBatchable(f"cannot stack a {type(x).__name__} over tasks")
+    return {'__class__': type(x), **{k: _to_tree(v) for k, v in vars(x).items()}}
+
+def _from_tree(tree):
+    "Inverse of `_to_tree` (inside vmap: the same object, its tensors one task's slice)."
+    if isinstance(tree, dict) and '__class__' in tree:
+        obj = tree['__class__'].__new__(tree['__class__'])
+        obj.__dict__.update({k: _from_tree(v) for k, v in tree.items() if k != '__class__'})
+        return obj
+    if isinstance(tree, (list, tuple)): return type(tree)(_from_tree(v) for v in tree)
+    return tree
+
+def stack_tasks(xs:list):
+    "K per-task values (views, targets) as one pytree with a leading task dim on every tensor."
+    trees = [_to_tree(x) for x in xs]
+    leaves0, spec = pytree.tree_flatten(trees[0])
+    cols = [pytree.tree_flatten(t)[0] for t in trees]
+    leaves = [torch.stack([c[i] for c in cols]) if isinstance(l, torch.Tensor) else l for i, l in enumerate(leaves0)]
+    if any(not isinstance(l, (torch.Tensor, type(None))) for l in leaves if not isinstance(l, type)):
+        raise NotBatchable("per-task values hold non-tensor fields")
+    return pytree.tree_unflatten(leaves, spec)
+
+def _unstack(stacked, K:int) -> list:
+    "Inverse of `stack_tasks`: the K per-task values (views of the stacked tensors)."
+    leaves, spec = pytree.tree_flatten(stacked)
+    cols = [l.unbind(0) if isinstance(l, torch.Tensor) else [l] * K for l in leaves]
+    return [_from_tree(pytree.tree_unflatten([c[k] for c in cols], spec)) for k in range(K)]
+
+def _in_dims(tree):
+    "0 for every tensor of a stacked pytree, None for the rest (classes, None)."
+    return pytree.tree_map(lambda l: 0 if isinstance(l, torch.Tensor) else None, tree)
+
+def _buffer_state(module) -> dict:
+    "Each buffer of `module` by name: (the tensor, its in-place version counter); reading it dispatches no op."
+    return {n: (b, b._version) for n, b in module.named_buffers()}
+
+def _restore_buffers(module, before:dict, snapshot:dict|None) -> list[str]:
+    "Names of the buffers written since `before`; puts back the tensors and, with `snapshot`, their values."
+    changed = [n for n, b in module.named_buffers() if n not in before or before[n][0] is not b or before[n][1] != b._version]
+    if changed and snapshot is not None:
+        with torch.no_grad():
+            for n in changed:
+                mname, _, bname = n.rpartition('.')
+                sub = module.get_submodule(mname) if mname else module
+                if n in before: sub._buffers[bname] = before[n][0]
+                if n in snapshot: sub._buffers[bname].copy_(snapshot[n])
+    return changed
+
+def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
+    """`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`.
+    With `module`: a buffer of it (other than the per-task copies passed in) written under vmap would be written once,
+    not once per task as the loop does (MoCo-like queues, counters), so it raises `NotBatchable`. The first call on a
+    module snapshots its buffers and puts them back before raising (then the loop gives its exact numbers); later
+    calls check the version counters only and, should a write happen then, raise a `BatchedWriteError`, which
+    stops the run (the write cannot be undone, so no fallback)."""
+    out_tree = {}
+    def one(*args):                                 # vmap returns tensors only: an object's other fields ride outside
+        leaves, out_tree['spec'] = pytree.tree_flatten(_to_tree(fn(*[_from_tree(a) for a in args])))
+        out_tree['rest'] = [None if isinstance(l, torch.Tensor) else l for l in leaves]
+        return tuple(l for l in leaves if isinstance(l, torch.Tensor))
+    def vmapped(*stacked):
+        outs = iter(torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked))
+        return pytree.tree_unflatten([next(outs) if l is None else l for l in out_tree['rest']], out_tree['spec'])
+    if module is None: return vmapped(*stacked)
+    checked = getattr(module, '_vmap_checked', False)
+    before = _buffer_state(module)
+    snapshot = None if checked else {n: b.clone() for n, (b, _) in before.items()}
+    try: out = vmapped(*stacked)
+    except Exception:
+        _restore_buffers(module, before, snapshot); raise
+    if changed := _restore_buffers(module, before, snapshot):
+        if checked: raise BatchedWriteError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} under vmap "
+                                       "after its first step passed; this step's numbers are wrong: use task_batching='loop'")
+        raise NotBatchable(f"writes buffers {changed} in place")
+    return out
+
+def _norm_modules(method) -> list:
+    return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+
+class StackedBuffers(dict):
+    """Per-task copies of buffers by name, each (K, *shape) and contiguous (a vmapped BatchNorm writes its running
+    statistics only into a contiguous batched buffer), all copies of one dtype blocks of one flat tensor:
+    `groups` [(flat, names, sizes, base, from_blocks)], `base` the values copied (all buffers of the group, flat)."""
+
+def _block_index(method, K:int, sizes:list, device) -> tuple:
+    """Index tensors (cached on the module) for buffers of `sizes` laid end to end (`base`, (total,)): `to_blocks`
+    gives the copies (K·total,), buffer b's as a (K, size_b) block; `from_blocks` reads them back as (K, total);
+    `column_buffer` (total,) is each column's buffer."""
+    cache = method.__dict__.setdefault('_block_index_cache', {})
+    key = (K, tuple(sizes), str(device))
+    if key not in cache:
+        offs = [0, *itertools.accumulate(sizes)]
+        to = torch.cat([torch.arange(o, o + k).repeat(K) for o, k in zip(offs, sizes)])
+        frm = torch.cat([offs[b] * K + torch.arange(K)[:, None] * k + torch.arange(k)[None] for b, k in enumerate(sizes)], 1)
+        col = torch.cat([torch.full((k,), b) for b, k in enumerate(sizes)])
+        cache[key] = to.to(device), frm.reshape(-1).to(device), col.to(device)
+    return cache[key]
+
+def stacked_buffer_copies(method, K:int, layers:list[str]|None=None) -> StackedBuffers:
+    """K copies of every running-statistics buffer (of the normalisation `layers` named, default all), stacked (task
+    dim first): each task's pass writes its own. Two ops per dtype (a cat and an index), whatever the layer count."""
+    bufs = dict(method.named_buffers())
+    names = [n for n in norm_buffer_names(method) if layers is None or n.rpartition('.')[0] in layers]
+    by_kind = {}
+    for n in names: by_kind.setdefault((bufs[n].dtype, bufs[n].device), []).append(n)
+    out = StackedBuffers(); out.groups = []
+    for ns in by_kind.values():
+        sizes = [bufs[n].numel() for n in ns]
+        base = torch.cat([bufs[n].reshape(-1) for n in ns])
+        to_blocks, from_blocks, _ = _block_index(method, K, sizes, base.device)
+        flat, off = base[to_blocks], 0
+        for n, k in zip(ns, sizes): out[n] = flat[off:off + K * k].view(K, *bufs[n].shape); off += K * k
+        out.groups.append((flat, ns, sizes, base, from_blocks))
+    return out
+
+def batch_stats_only(method) -> dict:
+    """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
+    its batch statistics (as with throw-away copies) and writes nothing, with no copies made; eval-mode layers keep
+    theirs (they read them)."""
+    return {(f"{n}.{b}" if n else b): None for n, m in _norm_modules(method) if m.training
+            for b, t in m.named_buffers(recurse=False) if t is not None}
+
+@torch.no_grad()
+def commit_running_stats(method, stacked:dict):
+    """Write into `method`'s buffers the running statistics that K *sequential* passes would leave, from the K
+    per-task copies each updated from the same start `r0` by `c_k` passes. Each pass maps r to
+    (1 − momentum)·r + momentum·batch statistic, so with `a_k = (1 − momentum)^c_k` and `D_k = R_k − r0`:
+    `D_k = (r_k − r0) + a_k D_{k−1}`, i.e. `R_K = r0 + Σ_k w_k (r_k − r0)` with `w_k = Π_{j>k} a_j` (exact; one
+    weighted sum for all buffers of a dtype, and the pass counts of all layers read from the device at once).
+    `stacked`: from `stacked_buffer_copies`. Returns the names of the layers that ran; layers without copies in
+    `stacked` are skipped. The module's own buffers must still hold the values copied (`over_tasks(module=…)` checks)."""
+    pre = lambda n: f"{n}." if n else ''
+    mods = [(n, m) for n, m in _norm_modules(method) if pre(n) + 'num_batches_tracked' in stacked]
+    if not mods: return []
+    counts = (torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods])
+              - torch.stack([m.num_batches_tracked for _, m in mods])[:, None]).tolist()
+    weights = {}                                                      # buffer name -> w_k of its layer, k = 1..K
+    for (mname, mod), c in zip(mods, counts):
+        if any(c) and mod.momentum is None: raise NotBatchable(f"{mname}: BatchNorm with momentum=None (cumulative average)")
+        a = [(1 - (mod.momentum or 0)) ** ck for ck in c]
+        for b in ('running_mean', 'running_var'): weights[pre(mname) + b] = [math.prod(a[k + 1:]) for k in range(len(c))]
+    bufs = dict(method.named_buffers())
+    for flat, ns, sizes, base, from_blocks in stacked.groups:
+        if not flat.is_floating_point(): continue
+        K = flat.numel() // base.numel()
+        col = _block_index(method, K, sizes, flat.device)[2]
+        w = torch.tensor([weights[n] for n in ns], dtype=flat.dtype).to(flat.device, non_blocking=True)   # (buffers, K)
+        delta = ((flat[from_blocks].view(K, -1) - base) * w.T[:, col]).sum(0)   # Σ_k w_k (r_k − r0), every buffer
+        torch._foreach_add_([bufs[n] for n in ns], [d.view(bufs[n].shape) for n, d in zip(ns, delta.split(sizes))])
+    ran = [(n, m, sum(c)) for (n, m), c in zip(mods, counts) if any(c)]
+    if ran: torch._foreach_add_([m.num_batches_tracked for _, m, _ in ran], [s for _, _, s in ran])
+    return [n for n, _, _ in ran]                                     # the layers that ran
+
+def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
+    "Why the batched stage 2 cannot run this step (None: it can)."
+    if second_order: return "second_order=True keeps the per-task loop"
+    if not inner: return "variant '-bilevel' has no inner step and keeps the per-task loop"
+    if not getattr(method, 'vmap_safe', True): return f"{type(method).__name__} declares vmap_safe=False"
+    if getattr(method, '_vmap_failed', None): return method._vmap_failed
+    for n, m in _norm_modules(method):
+        if m.momentum is None: return f"BatchNorm {n} has momentum=None"
+    return None
+
+def _fall_back(method, reason:str):
+    "Remember that `method` cannot be batched and say so once; later steps take the loop silently."
+    if getattr(method, '_vmap_failed', None): return
+    object.__setattr__(method, '_vmap_failed', reason)
+    warnings.warn(f"task_batching='vmap': {type(method).__name__} cannot be batched over tasks ({reason}); "
+                  "using the per-task loop", stacklevel=3)
+
+# %% ../nbs/08c_bilevel.ipynb #cc24c9f4
+def _embed(m, v): return m.embed(v)
+
+def support_batched(method, sup_v:list, autocast=contextlib.nullcontext) -> tuple[torch.Tensor, dict]:
+    """The K outer support passes at θ as one vmap: returns `z` (K, n, m', …) and the per-task views of θ it was
+    computed from (`θ` expanded to K rows, so that row k of a gradient is task k's). BatchNorm normalises each task
+    with its own batch statistics; the running statistics end as after K sequential passes."""
+    named, _ = _param_lists(method)
+    K = len(sup_v)
+    per_task = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in named}
+    bufs = stacked_buffer_copies(method, K)
+    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, dict(bufs), stack_tasks(sup_v), module=method)
+    commit_running_stats(method, bufs)
+    return zs, per_task
+
+def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext) -> torch.Tensor:
+    "Stage 1's query `z` at θ, without gradient, K tasks in one vmap, with throw-away BatchNorm buffers."
+    with torch.no_grad(), autocast():
+        return over_tasks(lambda v: call_with(method, batch_stats_only(method), _embed, v), stack_tasks(q_views), module=method)
+
+def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
+                   beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
+                   autocast=contextlib.nullcontext) -> tuple[dict, torch.Tensor|None]:
+    """`stage2` (first order, inner step) with the K tasks in one vmap each: support losses, their per-task
+    gradients (Eq. 6) in one backward, the K query passes at their own θ_k and one backward (Eq. 7).
+    `zs`, `per_task`: from `support_batched`; `ts`, `tq`: lists or already stacked (`stack_tasks`).
+    Falls back to the loop (one warning) if the method's loss cannot be vmapped."""
+    named, bb = _param_lists(method)
+    names, params = [n for n, _ in named], [p for _, p in named]
+    K = zs.shape[0]
+    ts_b, tq_b = (stack_tasks(a) if isinstance(a, list) else a for a in (ts, tq))
+    w = 1.0 / K if reduce == 'mean' else 1.0
+    def support_loss(st, b, z, t):
+        with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(calibrate(z), t), z, t)
+    try:
+        # BYOL's predictor has BatchNorm: copies for the layers the loss ran at the first step (all, then)
+        bufs = stacked_buffer_copies(method, K, getattr(method, '_loss_norm_layers', None))
+        ls = over_tasks(support_loss, per_task, dict(bufs), zs, ts_b, module=method)   # (K,): L_ssl on S_k at θ
+        ran = commit_running_stats(method, bufs)
+        if not hasattr(method, '_loss_norm_layers'): object.__setattr__(method, '_loss_norm_layers', ran)
+    except Exception as e:                                                         # nothing changed yet: the loop
+        _fall_back(method, _why(e))
+        return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
+                      query_loss=query_loss, probe=probe, autocast=autocast)
+    g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
+    have = [i for i, gi in enumerate(g) if gi is not None]
+    stepped = torch._foreach_add([per_task[names[i]] for i in have], [g[i] for i in have], alpha=-beta1)   # θ_k, one op
+    fast = {**{n: per_task[n] for n in names}, **{names[i]: s for i, s in zip(have, stepped)}}
+    def query(m, v, t):
+        with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
+    try:
+        lq = over_tasks(lambda st, v, t: call_with(method, {**st, **batch_stats_only(method)}, query, v, t), fast,
+                        stack_tasks(q_views), tq_b, module=method)
+        lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
+        for p, gi in zip(params, lq_grads):
+            if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
+    except Exception as e:                                                         # the query passes one by one
+        _fall_back(method, _why(e))
+        bn_names, rows = norm_buffer_names(method), []
+        for k in range(K):
+            fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
+            lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], _unstack(tq_b, K)[k])
+            (lqk * w).backward(); rows.append(lqk.detach())
+        lq = torch.stack(rows)
+    terms = dict(loss_support=ls.detach().mean(), loss_query=lq.detach().mean())
+    terms['loss'] = terms['loss_query']
+    grads = torch.cat([g[i].detach().reshape(K, -1) for i in bb if g[i] is not None], 1) if probe else None
+    return terms, grads
+
 # %% ../nbs/08c_bilevel.ipynb #e1791469
 def shard_task_split(n_images:int, n_shards:int, n_tasks:int, n_views:int, n_support:int,
                      generator:torch.Generator|None=None, device=None) -> TaskSplit:
@@ -283,52 +562,116 @@ def make_calibrate(calibrator, V, device_type:str='cpu'):
             return calibrator.calibrate(z.to(dt), V)
     return calibrate
 
-def bilevel_step(method, x, augment, generator, variant:str='TC2', stage1:Stage1|None=None, n_tasks:int=4,
-                 n_views:int=4, n_support:int=2, beta1:float=0.05, second_order:bool=False, reduce:str='mean',
-                 query_loss:str='ssl', probe:bool=False, autocast=contextlib.nullcontext, shards:int=1,
-                 rank:int|None=None, split_generator:torch.Generator|None=None, global_batch:bool=False) -> tuple[dict, torch.Tensor|None]:
-    """Stage 1 (calibrator, steps its own Adam) and stage-2 gradients of the encoder into `.grad` for one batch `x`.
-    `shards=W`: tasks are formed per shard (`shard_task_split`); with `rank`, `x` is that rank's shard and only its
-    `n_tasks` tasks are used, else `x` is the whole batch and all `W·n_tasks` are. `split_generator` (default
-    `generator`) draws the task split; `global_batch` gathers the keys a method caches for its queue."""
-    calibrated, inner = uses_calibration(variant), uses_inner_step(variant)
-    if calibrated and stage1 is None: raise ConfigError(f"variant={variant!r} needs a Stage1 (calibrator) object")
-    views = method.make_views(x, n_views, augment, generator)
-    with autocast(), torch.no_grad(): t = method.target(views)
-    if global_batch: globalise_caches(method)
-    n_images = x.shape[0] * (shards if rank is not None else 1)
-    split = shard_task_split(n_images, shards, n_tasks, n_views, n_support,
-                             generator=generator if split_generator is None else split_generator, device=x.device)
-    if rank is not None: split = shard_tasks(split, rank, shards)
+@dataclass(frozen=True)
+class TC2Settings:
+    "The settings of one bi-level step: the slice of `TrainConfig` that `bilevel_step` reads (`from_config`)."
+    variant:str = 'TC2'           # T, TC2, -Lv, -Lw, -bilevel
+    n_tasks:int = 4               # K tasks per batch (per shard under data parallelism)
+    n_views:int = 4               # m views per image
+    n_support:int = 2             # m' support views (the other m − m' are the query views)
+    beta1:float = 0.05            # inner step size (Eq. 6)
+    second_order:bool = False     # differentiate through the inner step
+    reduce:str = 'mean'           # outer gradient over tasks: 'mean' or 'sum'
+    query_loss:str = 'ssl'        # the loss on the query views: the method's, or 'sse'
+    task_batching:str = 'loop'    # 'vmap': the K tasks in one torch.func.vmap per pass
+    @classmethod
+    def from_config(cls, cfg) -> TC2Settings:
+        return cls(cfg.variant, cfg.n_tasks, cfg.n_views, cfg.n_support, cfg.beta1, cfg.second_order, cfg.outer_reduce,
+                   cfg.query_loss, cfg.task_batching)
+
+def rank_task_split(n_local:int, settings:TC2Settings, shards:int=1, rank:int|None=None,
+                    generator:torch.Generator|None=None, device=None) -> TaskSplit:
+    """The tasks of one step on `n_local` images. `shards=W`: tasks are formed per shard (`shard_task_split`); with
+    `rank`, the images are that rank's shard and only its `K` tasks are kept (`shard_tasks`), else they are the
+    whole batch and all `W·K` tasks are used. `generator` must hold the same state on every rank."""
+    s = settings
+    split = shard_task_split(n_local * (shards if rank is not None else 1), shards, s.n_tasks, s.n_views, s.n_support,
+                             generator=generator, device=device)
+    return split if rank is None else shard_tasks(split, rank, shards)
+
+def _task_views(views, t, split:TaskSplit) -> tuple[list, list, list, list]:
+    "Per task: support views, query views, and the targets of each."
     sup_v, qry_v, ts, tq = [], [], [], []
     for k in range(split.n_tasks):
         img, si = split.index(k, 'support'); _, qi = split.index(k, 'query')
         sup_v.append(select_views(views, img, si)); qry_v.append(select_views(views, img, qi))
         ts.append(select_views(t, img, si)); tq.append(select_views(t, img, qi))
-    with autocast(): zs = [method.embed(v) for v in sup_v]                        # outer passes at θ
+    return sup_v, qry_v, ts, tq
+
+def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
+                 tasks:TaskSplit|None=None, probe:bool=False, autocast=contextlib.nullcontext,
+                 global_batch:bool=False, **overrides) -> tuple[dict, torch.Tensor|None]:
+    """One bi-level step on batch `x` (METHOD.md, Eq. 4–7): stage 1 trains the calibrator (its own Adam), stage 2
+    puts the encoder's gradients into `.grad`. `settings`: a `TC2Settings`, or a variant name; any of its fields
+    may be given as keywords (`n_tasks=2`). `tasks`: the task split (default `split_tasks` from `generator`, after the
+    views); data parallelism hands in its rank's (`rank_task_split`). `global_batch` gathers the keys a method caches
+    for its queue. Returns (terms, per-task backbone gradients if `probe`)."""
+    s = TC2Settings(settings, **overrides) if isinstance(settings, str) else dataclasses.replace(settings, **overrides)
+    variant, beta1, reduce, query_loss = s.variant, s.beta1, s.reduce, s.query_loss
+    calibrated, inner = uses_calibration(variant), uses_inner_step(variant)
+    check_choice('task_batching', s.task_batching, TASK_BATCHING)
+    batched = s.task_batching == 'vmap' and inner and not s.second_order     # second order, -bilevel: the loop
+    if batched and (why := vmap_blocker(method)): _fall_back(method, why); batched = False
+    if calibrated and stage1 is None: raise ConfigError(f"variant={variant!r} needs a Stage1 (calibrator) object")
+
+    # The K tasks: m views of each image, its target once (not adapted), support S_k and query Q_k views per task
+    views = method.make_views(x, s.n_views, augment, generator)
+    with autocast(), torch.no_grad(): t = method.target(views)
+    if global_batch: globalise_caches(method)
+    if tasks is None: tasks = split_tasks(x.shape[0], s.n_tasks, s.n_views, s.n_support, generator=generator, device=x.device)
+    sup_v, qry_v, ts, tq = _task_views(views, t, tasks)
+
+    # Outer passes at θ: the support views with a live graph (BatchNorm's running statistics see these passes only)
+    if batched:
+        try: zs_b, per_task = support_batched(method, sup_v, autocast)           # outer passes at θ, one vmap
+        except Exception as e: _fall_back(method, _why(e)); batched = False
+    if batched: zs = list(zs_b.unbind(0))
+    else:
+        with autocast(): zs = [method.embed(v) for v in sup_v]                    # outer passes at θ
     zq, terms = None, {}
     if not inner:
         with autocast(): zq = [method.embed(v) for v in qry_v]
+
+    # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z
     if calibrated:
         if inner:                                                                 # query at θ, stage 1 only
-            bn_names = norm_buffer_names(method)
-            with torch.no_grad(), autocast():
-                zq_s1 = [call_with(method, norm_buffer_copies(method, bn_names), lambda m, v: m.embed(v), v) for v in qry_v]
+            zq_s1 = None
+            if batched:
+                try: zq_b = query_at_theta_batched(method, qry_v, autocast); zq_s1 = list(zq_b.unbind(0))
+                except Exception as e: _fall_back(method, _why(e)); batched = False
+            if zq_s1 is None:
+                bn_names = norm_buffer_names(method)
+                with torch.no_grad(), autocast():
+                    zq_s1 = [call_with(method, norm_buffer_copies(method, bn_names), lambda m, v: m.embed(v), v) for v in qry_v]
         else: zq_s1 = zq
-        terms.update(stage1.step(method, zs, zq_s1, ts, tq))
+        if batched:                                                               # stage 1 over stacked tasks
+            ts_b, tq_b = stack_tasks(ts), stack_tasks(tq)
+            terms.update(stage1.step(method, zs_b, zq_b, ts_b, tq_b, batched=True))
+            batched = not getattr(method, '_vmap_failed', None)                   # stage 1 may have fallen back
+        else: terms.update(stage1.step(method, zs, zq_s1, ts, tq))
         cal = stage1.cal
         with torch.no_grad():
             z_all = torch.cat([z.detach().reshape(-1, z.shape[-1]) for z in zs + zq_s1]).to(_dtype(cal))
             V = cal.factors(z_all).detach()                                       # updated f_v, same S
         calibrate = make_calibrate(cal, V, x.device.type)
-        ts, tq = [calibrated_target(method, t, calibrate, cal) for t in ts], [calibrated_target(method, t, calibrate, cal) for t in tq]
+        mapped = lambda t: calibrated_target(method, t, calibrate, cal)
+        if batched and any(l is not None for l in pytree.tree_leaves(ts_b)):     # each task's targets, one vmap
+            ts, tq = (over_tasks(mapped, a, module=method) for a in (ts_b, tq_b))
+        elif not batched: ts, tq = [mapped(t) for t in ts], [mapped(t) for t in tq]
     else:
         calibrate = lambda z: z
+
+    # Stage 2, f_v and f_w frozen: Eq. 6, θ_k = θ − β1 ∇_θ L^s_k(θ); Eq. 7, the encoder's gradient Σ_k ∇_θ L^q_k(θ_k)
     frozen = [p for p in (stage1.cal.parameters() if calibrated else []) if p.requires_grad]
     for p in frozen: p.requires_grad_(False)                                      # f_v, f_w held in stage 2
     try:
-        t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=second_order, reduce=reduce,
-                           query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)
+        if batched:
+            t2, grads = stage2_batched(method, zs_b, per_task, ts, qry_v, tq, calibrate, beta1=beta1, reduce=reduce,
+                                       query_loss=query_loss, probe=probe, autocast=autocast)
+            if not getattr(method, '_vmap_failed', None): object.__setattr__(method, '_vmap_checked', True)
+        else:
+            t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=s.second_order, reduce=reduce,
+                               query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)
     finally:
         for p in frozen: p.requires_grad_(True)
     terms.update(t2)

@@ -14,11 +14,13 @@ from .core import ConfigError, check_choice, check_range, get_device
 from .distributed import dist_info
 
 # %% auto #0
-__all__ = ['VARIANTS', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'DATASET_SHAPES', 'uses_tasks', 'uses_calibration', 'uses_inner_step',
-           'TrainConfig', 'check_views_per_set', 'available_memory', 'check_view_memory', 'check_factors']
+__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'DATASET_SHAPES', 'uses_tasks', 'uses_calibration',
+           'uses_inner_step', 'TrainConfig', 'check_views_per_set', 'available_memory', 'check_view_memory',
+           'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
+TASK_BATCHING = ('loop', 'vmap')          # how stage 2 runs the K tasks (08c_bilevel)
 OPTIMIZERS = ('sgd', 'lars', 'adamw')
 
 def uses_tasks(variant:str) -> bool:
@@ -71,6 +73,7 @@ class TrainConfig:
     second_order: bool = False             # keep the graph through the inner step (Eq. 7 exactly)
     query_loss: str = 'ssl'                # L_q: the method's loss, or 'sse' between calibrated query views
     outer_reduce: str = 'mean'             # over tasks in Eq. 7: 'mean' (default) or 'sum' (literal)
+    task_batching: str = 'loop'            # stage 2 over the K tasks: 'loop' or 'vmap' (first order with an inner step; else the loop)
     # outer optimiser (None: the method's recipe)
     epochs: int = 10
     batch_size: int = 256
@@ -175,6 +178,7 @@ def _check_static(c:TrainConfig):
     check_choice('stage1', c.stage1, ('sequential', 'maml'))
     check_choice('query_loss', c.query_loss, ('ssl', 'sse'))
     check_choice('outer_reduce', c.outer_reduce, ('mean', 'sum'))
+    check_choice('task_batching', c.task_batching, TASK_BATCHING)
     check_choice('factor_kind', c.factor_kind, ('shared', 'flat'))
     if c.lr_scaling is not None: check_choice('lr_scaling', c.lr_scaling, ('linear', 'none'))
     for k in ('method_kwargs', 'backbone_kwargs', 'dataset_kwargs', 'augment_kwargs'):

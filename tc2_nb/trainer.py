@@ -21,7 +21,7 @@ from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, 
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
 from .tblog import TBLog
-from .bilevel import Stage1, plain_step, bilevel_step, conflict_stats
+from .bilevel import Stage1, TC2Settings, plain_step, bilevel_step, rank_task_split, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
 
@@ -336,6 +336,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     info = init_distributed('nccl' if device.type == 'cuda' else 'gloo')       # a no-op without torchrun
     if info.distributed and device.type == 'cuda' and device.index is None: device = torch.device('cuda', torch.cuda.current_device())
     shards = cfg.task_shards or info.world_size
+    settings = TC2Settings.from_config(cfg)
     state = prepare_out_dir(cfg, main=info.is_main)
     out = Path(cfg.out_dir) if cfg.out_dir and info.is_main else None          # only rank 0 writes
     g = seed_everything(cfg.seed, device)                                      # the same on every rank: task splits
@@ -460,10 +461,9 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
                 terms, grads = plain_step(method, x, augment, g_aug, probe_tasks=cfg.n_tasks if probe else 0, autocast=autocast,
                                           global_batch=cfg.global_batch)
             else:
-                terms, grads = bilevel_step(method, x, augment, g_aug, cfg.variant, stage1, cfg.n_tasks, cfg.n_views, cfg.n_support,
-                                            cfg.beta1, cfg.second_order, cfg.outer_reduce, cfg.query_loss, probe=probe, autocast=autocast,
-                                            shards=shards, rank=info.rank if info.distributed else None, split_generator=g,
-                                            global_batch=cfg.global_batch)
+                tasks = rank_task_split(x.shape[0], settings, shards, info.rank if info.distributed else None, g, x.device)
+                terms, grads = bilevel_step(method, x, augment, g_aug, settings, stage1, tasks=tasks, probe=probe,
+                                            autocast=autocast, global_batch=cfg.global_batch)
             average_gradients(outer)                                            # over ranks; a no-op for one process
             terms['grad_norm_backbone'] = _grad_norm(backbone_params)           # what reaches the backbone (a device scalar)
             opt.step(); sched.step()

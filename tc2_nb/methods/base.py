@@ -24,6 +24,7 @@ class SSLMethod(nn.Module):
     n_views:int = 2
     optimizer_defaults:dict = dict(optimizer='sgd', lr=0.05, momentum=0.9, weight_decay=5e-4)
     scale_sensitive:bool = False  # does the loss depend on the norm of each row of z (not only its direction)?
+    vmap_safe:bool = True         # can embed and loss run under torch.func.vmap over tasks (task_batching='vmap')?
 
     def __init__(self, backbone:nn.Module):
         super().__init__()

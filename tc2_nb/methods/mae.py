@@ -56,6 +56,7 @@ class MAE(SSLMethod):
     recipe = 'mae'
     n_views = 1
     scale_sensitive = True        # its decoder reads the token latents as they are
+    vmap_safe = False             # visible_index: data-dependent shapes and a host check, so no vmap over tasks
     optimizer_defaults = dict(optimizer='adamw', lr=1.5e-4, lr_scaling='linear', betas=(0.9, 0.95), weight_decay=0.05,
                               scheduler='warmup_cosine', warmup_epochs=10)
     def __init__(self, backbone, decoder_dim:int=128, decoder_depth:int=4, decoder_heads:int=4,

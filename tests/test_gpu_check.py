@@ -1,0 +1,20 @@
+"""scripts/gpu_check.py's issue-15 sections run on the CPU in seconds (`--dry`: small CNN, batch 16, a 64-image epoch),
+so that the script is ready for a lent GPU: every row of the loop-vs-vmap step table and every epoch is there, no
+section errs."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_dry_runs_batched_and_epoch(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'gpu_check.py'), '--dry', '--only', 'batched', 'epoch',
+                        '--out', str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path/'gpu_check.json').read_text())
+    assert 'error' not in res['batched'] and 'error' not in res['epoch'], (res['batched'].get('error'), res['epoch'].get('error'))
+    assert set(res['batched']['ms']) == {'base', 'T', 'T-vmap', 'TC2', 'TC2-vmap', 'TC2-2nd', 'TC2-2nd-vmap'}
+    assert all(v > 0 for v in res['batched']['ms'].values())
+    assert {'base', 'TC2', 'TC2-vmap'} <= set(res['epoch']) and res['epoch']['TC2-vmap']['steps'] == 4
+    assert '| TC2-vmap |' in (tmp_path/'gpu_check.md').read_text()
