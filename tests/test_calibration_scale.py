@@ -65,7 +65,7 @@ def test_calibration_jacobian_has_rank_at_most_n_f(restore_norm):
     assert torch.linalg.matrix_rank(Js) <= n_f and torch.linalg.matrix_rank(torch.eye(d)) == d
 
 def test_train_config_keys_reach_the_calibrator():
-    test = lambda cfg, **kw: build_calibrator(cfg, 32, **kw)
+    test = lambda cfg, **kw: build_calibrator(cfg, 256, **kw)     # d ≥ the default n_f (128)
     assert test(TrainConfig(method='vicreg')).restore_norm == 'batch'
     assert test(TrainConfig(method='simclr')).restore_norm is False
     assert test(TrainConfig(method='vicreg', restore_norm=False)).restore_norm is False
