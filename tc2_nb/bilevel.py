@@ -523,10 +523,10 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
     except Exception as e:                                                         # the query passes one by one
         _fall_back(method, _why(e))
-        bn_names, rows = norm_buffer_names(method), []
+        bn_names, rows, tq_k = norm_buffer_names(method), [], _unstack(tq_b, K)
         for k in range(K):
             fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
-            lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], _unstack(tq_b, K)[k])
+            lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], tq_k[k])
             (lqk * w).backward(); rows.append(lqk.detach())
         lq = torch.stack(rows)
     terms = dict(loss_support=ls.detach().mean(), loss_query=lq.detach().mean())
