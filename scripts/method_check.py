@@ -40,7 +40,18 @@ def backbone_of(method:str, mae_depth:int) -> tuple[str, dict]:
     return ('vit_tiny', {} if mae_depth == 12 else dict(depth=mae_depth)) if method == 'mae' else ('small_cnn', {})
 
 
-def run_name(method, variant, epochs, seed) -> str: return f'{method}_{variant}_e{epochs}_s{seed}'
+def run_name(method, variant, epochs, seed, tag:str='') -> str: return f'{method}_{variant}_e{epochs}_s{seed}' + (f'_{tag}' if tag else '')
+
+
+def parse_sets(items) -> dict:
+    "`--set key=value` pairs (values read as YAML) as TrainConfig overrides, e.g. calibrate_targets=false n_factors=256."
+    import yaml
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition('=')
+        if not sep: raise SystemExit(f'--set {it!r}: expected key=value')
+        out[k] = yaml.safe_load(v)
+    return out
 
 
 def grid(methods, variants, epochs, seeds) -> list[tuple]:
@@ -80,11 +91,11 @@ def train_one(method, variant, epochs, seed, args, ev:Evaluator, runs_dir:Path) 
     from tc2_nb.train_config import TrainConfig
     from tc2_nb.trainer import pretrain, NonFiniteLossError
     bb, bkw = backbone_of(method, args.mae_depth)
-    name = run_name(method, variant, epochs, seed)
-    cfg = TrainConfig(method=method, backbone=bb, backbone_kwargs=dict(bkw), dataset='fashion_mnist', limit_train=args.limit,
+    name = run_name(method, variant, epochs, seed, args.tag)
+    cfg = TrainConfig(**{**dict(method=method, backbone=bb, backbone_kwargs=dict(bkw), dataset='fashion_mnist', limit_train=args.limit,
                       variant=variant, epochs=epochs, batch_size=args.batch, probe_every=0, log_every=15, ckpt_every=0,
-                      seed=seed, device='cpu', progress=False, out_dir=str(Path(args.work)/name), resume=True)
-    row = dict(run=name, method=method, variant=variant, epochs=epochs, seed=seed,
+                      seed=seed, device='cpu', progress=False, out_dir=str(Path(args.work)/name), resume=True), **args.overrides})
+    row = dict(run=name, method=method, variant=variant, epochs=epochs, seed=seed, settings=args.overrides,
                backbone=bb + (f" (depth {bkw['depth']})" if 'depth' in bkw else ''))
     t0 = time.time()
     try:
@@ -108,12 +119,16 @@ def markdown(df:pd.DataFrame) -> str:
             'knn', 'random_knn', 'margin', 'train_min']
     head = ['method', 'variant', 'epochs', 'seed', 'status', 'lr', 'warm-up (epochs)', 'loss, first epoch', 'loss, last epoch',
             'fall %', 'kNN %', 'random-init kNN %', 'margin (points)', 'train min']
+    if 'settings' in df and df.settings.map(lambda d: isinstance(d, dict) and bool(d)).any():   # diagnosis runs
+        df = df.assign(settings=df.settings.map(lambda d: ', '.join(f'{k}={v}' for k, v in d.items()) if isinstance(d, dict) and d else 'default'))
+        cols, head = cols[:2] + ['settings'] + cols[2:], head[:2] + ['settings'] + head[2:]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     def fmt(k, v):
         if v is None or (isinstance(v, float) and math.isnan(v)): return '-'
         if k in ('lr',): return f'{v:.3g}'
         if k in ('warmup_epochs', 'train_min'): return f'{v:.2g}' if k == 'warmup_epochs' else f'{v:.1f}'
         if isinstance(v, float): return f'{v:.2f}'
+        if isinstance(v, dict): return ', '.join(f'{a}={b}' for a, b in v.items()) or 'default'
         return str(v)
     for r in df.reindex(columns=cols).to_dict('records'):
         lines.append('| ' + ' | '.join(fmt(k, r[k]) for k in cols) + ' |')
@@ -145,8 +160,12 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--out', default='results/method_check')
     ap.add_argument('--work', default='runs/method_check', help="the trainer's run folders (checkpoints; not committed)")
+    ap.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                    help='TrainConfig overrides for every run (diagnosis of a recipe); use with --tag and its own --out')
+    ap.add_argument('--tag', default='', help='suffix of the run names (e.g. the overrides in short)')
     ap.add_argument('--max-runs', type=int, default=None, help='stop after this many new runs (sizing)')
     args = ap.parse_args()
+    args.overrides = parse_sets(args.set)
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(',') if m]
     for m in methods:
@@ -156,12 +175,12 @@ def main():
     out = Path(args.out); runs_dir = out/'runs'; runs_dir.mkdir(parents=True, exist_ok=True)
     from tc2_nb.core import atomic_write_json
     todo = grid(methods, variants, epochs, seeds)
-    order = [run_name(*r) for r in todo]
+    order = [run_name(*r, args.tag) for r in todo]
     ev = Evaluator(args.bank)
     new = 0
     bar = tqdm(todo, desc='method check')
     for m, v, e, s in bar:
-        name = run_name(m, v, e, s)
+        name = run_name(m, v, e, s, args.tag)
         f = runs_dir/f'{name}.json'
         if f.exists(): continue
         if args.max_runs is not None and new >= args.max_runs: break

@@ -114,6 +114,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'tc2_nb.calibration._mlp': ('calibration.html#_mlp', 'tc2_nb/calibration.py'),
                                     'tc2_nb.calibration._off_diag': ('calibration.html#_off_diag', 'tc2_nb/calibration.py'),
                                     'tc2_nb.calibration.batch_stats': ('calibration.html#batch_stats', 'tc2_nb/calibration.py'),
+                                    'tc2_nb.calibration.default_hidden': ('calibration.html#default_hidden', 'tc2_nb/calibration.py'),
                                     'tc2_nb.calibration.default_restore_norm': ( 'calibration.html#default_restore_norm',
                                                                                  'tc2_nb/calibration.py'),
                                     'tc2_nb.calibration.factor_loss': ('calibration.html#factor_loss', 'tc2_nb/calibration.py'),

@@ -5,6 +5,7 @@ representation $\hat z = w V^\top$, and the losses $\mathcal{L}_v$, $\mathcal{L}
 
 # %% ../nbs/07_calibration.ipynb #b3c6e65f
 from __future__ import annotations
+import warnings
 from typing import Callable
 import torch
 import torch.nn as nn
@@ -12,8 +13,8 @@ import torch.nn.functional as F
 from .core import ConfigError, check_choice, check_range
 
 # %% auto #0
-__all__ = ['batch_stats', 'FactorNet', 'WeightNet', 'factor_loss', 'weight_loss', 'Calibrator', 'subspace_max_sin', 'fit_factors',
-           'fit_weights', 'sparse_factor_data', 'loss_terms', 'default_restore_norm']
+__all__ = ['batch_stats', 'FactorNet', 'WeightNet', 'default_hidden', 'factor_loss', 'weight_loss', 'Calibrator',
+           'subspace_max_sin', 'fit_factors', 'fit_weights', 'sparse_factor_data', 'loss_terms', 'default_restore_norm']
 
 # %% ../nbs/07_calibration.ipynb #fc1c3bce
 def batch_stats(z:torch.Tensor, mean_cov:Callable|None=None) -> torch.Tensor:
@@ -53,6 +54,12 @@ class WeightNet(nn.Module):
         self.net = _mlp(d, hidden, n_f)
     def forward(self, z:torch.Tensor) -> torch.Tensor: return self.net(z)
 
+# %% ../nbs/07_calibration.ipynb #abdb8209
+def default_hidden(n_f:int) -> int:
+    "Hidden width of f_v and f_w: at least n_f, so that V and the weights can reach rank n_f (64 for small n_f)."
+    return max(64, n_f)
+
+
 # %% ../nbs/07_calibration.ipynb #1b343b36
 def factor_loss(V:torch.Tensor, Z:torch.Tensor, reduction:str='mean', return_terms:bool=False):
     "L_v = ||VᵀV − I||²_F + reconstruction of the rows of Z (..., d) by V (d, n_f): mean (default) or sum over rows."
@@ -75,17 +82,21 @@ def weight_loss(z:torch.Tensor, w:torch.Tensor, V:torch.Tensor, l1:float=0.1, re
 # %% ../nbs/07_calibration.ipynb #b6a34f05
 class Calibrator(nn.Module):
     "TC²'s f_v and f_w: `factors(z_all) -> V`, `weights(z) -> w`, `calibrate(z, V) -> ẑ = w Vᵀ`, `tc2_loss -> L_v + λ_s L_w`."
-    def __init__(self, d:int, n_f:int=16, hidden:int=64, lambda_s:float=1.0, lambda_1:float=0.1,
+    def __init__(self, d:int, n_f:int=16, hidden:int|None=None, lambda_s:float=1.0, lambda_1:float=0.1,
                  normalize:bool=True, use_lv:bool=True, use_lw:bool=True, factor_kind:str='shared',
                  restore_norm:bool|str=False, scale_io:bool=True, reduction:str='mean', mean_cov:Callable|None=None,
                  calibrate_targets:bool=True):
         super().__init__()
+        if hidden is None: hidden = default_hidden(n_f)
         check_choice('restore_norm', restore_norm, [False, True, 'batch'])
         for k, v in [('normalize', normalize), ('calibrate_targets', calibrate_targets)]:
             if not isinstance(v, bool): raise ConfigError(f"{k}={v!r} must be True or False")
         for k, v in [('d', d), ('n_f', n_f), ('hidden', hidden)]:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ConfigError(f"{k}={v!r} must be an integer >= 1")
         if n_f > d: raise ConfigError(f"n_f={n_f} must be <= d={d}: at most d orthonormal factors fit in d dimensions")
+        if hidden + 1 < n_f:
+            warnings.warn(f"hidden={hidden} caps the rank of V and of f_w's weights at {hidden + 1} < n_f={n_f}: "
+                          f"{n_f - hidden - 1} factors are redundant; set hidden (TrainConfig.factor_hidden) >= n_f", UserWarning)
         check_range('lambda_s', lambda_s, lo=0); check_range('lambda_1', lambda_1, lo=0)
         check_choice('factor_kind', factor_kind, ['shared', 'flat']); check_choice('reduction', reduction, ['mean', 'sum'])
         self.d, self.n_f, self.lambda_s, self.lambda_1 = d, n_f, lambda_s, lambda_1

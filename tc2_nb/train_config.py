@@ -60,7 +60,7 @@ class TrainConfig:
     n_views: int = 4                       # m views per image
     n_support: int = 2                     # m' of them in the support set
     n_factors: int = 128                   # n_f, columns of V (chosen on validation; see above)
-    factor_hidden: int|None = None         # hidden width of f_v and f_w (None: the calibrator's default)
+    factor_hidden: int|None = None         # hidden width of f_v and f_w (None: max(64, n_f), so V can reach rank n_f)
     factor_kind: str = 'shared'            # f_v: 'shared' MLP over the columns of S, or 'flat'
     lambda_s: float = 1.0                  # weight of L_w in L_tc2 (Eq. 3)
     lambda_1: float = 0.1                  # L1 weight inside L_w (Eq. 2; the paper's 1 kills w)
