@@ -128,7 +128,6 @@ def markdown(df:pd.DataFrame) -> str:
         if k in ('lr',): return f'{v:.3g}'
         if k in ('warmup_epochs', 'train_min'): return f'{v:.2g}' if k == 'warmup_epochs' else f'{v:.1f}'
         if isinstance(v, float): return f'{v:.2f}'
-        if isinstance(v, dict): return ', '.join(f'{a}={b}' for a, b in v.items()) or 'default'
         return str(v)
     for r in df.reindex(columns=cols).to_dict('records'):
         lines.append('| ' + ' | '.join(fmt(k, r[k]) for k in cols) + ' |')

@@ -95,7 +95,7 @@ class Calibrator(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ConfigError(f"{k}={v!r} must be an integer >= 1")
         if n_f > d: raise ConfigError(f"n_f={n_f} must be <= d={d}: at most d orthonormal factors fit in d dimensions")
         if hidden + 1 < n_f:
-            warnings.warn(f"hidden={hidden} caps the rank of V and of f_w's weights at {hidden + 1} < n_f={n_f}: "
+            warnings.warn(f"hidden={hidden} caps the rank of f_w's weights{' and of V' if factor_kind == 'shared' else ''} at {hidden + 1} < n_f={n_f}: "
                           f"{n_f - hidden - 1} factors are redundant; set hidden (TrainConfig.factor_hidden) >= n_f", UserWarning)
         check_range('lambda_s', lambda_s, lo=0); check_range('lambda_1', lambda_1, lo=0)
         check_choice('factor_kind', factor_kind, ['shared', 'flat']); check_choice('reduction', reduction, ['mean', 'sum'])
