@@ -175,13 +175,13 @@ def representation_dim(method, x:torch.Tensor, augment) -> int:
 def build_calibrator(cfg:TrainConfig, d:int, method=None) -> nn.Module:
     """The calibrator (`f_v`, `f_w`) of `tc2_nb.calibration` with the variant's loss terms. `restore_norm=None`: 'batch'
     when the method's loss is `scale_sensitive` (the `method` object's, else `METHODS[cfg.method]`'s), else False."""
-    from tc2_nb.calibration import Calibrator
+    from tc2_nb.calibration import Calibrator, default_restore_norm
     from tc2_nb.methods import METHODS
     check_factors(cfg.n_factors, d)
     restore = cfg.restore_norm
     if restore is None:
         owner = method if method is not None else (METHODS[cfg.method] if cfg.method in METHODS else None)
-        restore = 'batch' if getattr(owner, 'scale_sensitive', False) else False
+        restore = default_restore_norm(owner)
     kw = dict(n_f=cfg.n_factors, lambda_s=cfg.lambda_s, lambda_1=cfg.lambda_1, use_lv=cfg.variant != '-Lv',
               use_lw=cfg.variant != '-Lw', factor_kind=cfg.factor_kind, normalize=cfg.calib_normalize,
               restore_norm=restore, calibrate_targets=cfg.calibrate_targets)
