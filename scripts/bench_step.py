@@ -46,7 +46,7 @@ def build(variant, args, device):
     if args.foreach:                   # torch's optimisers default to foreach on CUDA: emulate it on the CPU
         for o in [opt] + ([stage1.opt_s, stage1.opt_q] if stage1 else []):
             for grp in o.param_groups:
-                if 'foreach' in grp: grp['foreach'] = True
+                if 'foreach' in grp and not grp.get('fused'): grp['foreach'] = True
     return cfg, method, augment, x, stage1, opt, sched
 
 

@@ -19,10 +19,11 @@ from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
 __all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
-           'plain_step', 'tc2_terms', 'calibrated_target', 'Stage1', 'stage2', 'NotBatchable', 'BatchedWriteError',
-           'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'batch_stats_only',
-           'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched', 'stage2_batched',
-           'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split', 'bilevel_step']
+           'plain_step', 'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1', 'stage2',
+           'NotBatchable', 'BatchedWriteError', 'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
+           'batch_stats_only', 'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched',
+           'stage2_batched', 'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split',
+           'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #e8336c68
 class TinyMethod(nn.Module):
@@ -135,12 +136,19 @@ def plain_step(method, x, augment, generator, probe_tasks:int=0, autocast=contex
 # %% ../nbs/08c_bilevel.ipynb #44a67863
 def _dtype(module): return next(module.parameters()).dtype
 
-def tc2_terms(cal, z_all, V) -> tuple[torch.Tensor, dict]:
-    "`L_tc2` and, when the calibrator reports them, its detached terms `L_v`, `L_w`."
-    if 'return_terms' in inspect.signature(cal.tc2_loss).parameters:
-        loss, t = cal.tc2_loss(z_all, V, return_terms=True)
+def _takes(fn, name:str) -> bool: return name in inspect.signature(fn).parameters
+
+def shares_weights(cal) -> bool:
+    "Whether `cal` takes given weights in `calibrate` and `tc2_loss` (`Calibrator` does), so f_w can run once per objective."
+    return hasattr(cal, 'weights') and _takes(cal.calibrate, 'w') and _takes(cal.tc2_loss, 'w')
+
+def tc2_terms(cal, z_all, V, w=None) -> tuple[torch.Tensor, dict]:
+    "`L_tc2` (with f_w's weights `w` of `z_all`'s rows, when given) and, when the calibrator reports them, its detached terms `L_v`, `L_w`."
+    kw = {} if w is None else dict(w=w)
+    if _takes(cal.tc2_loss, 'return_terms'):
+        loss, t = cal.tc2_loss(z_all, V, return_terms=True, **kw)
         return loss, {k: t[k] for k in ('L_v', 'L_w') if k in t}
-    return cal.tc2_loss(z_all, V), {}
+    return cal.tc2_loss(z_all, V, **kw), {}
 
 def calibrated_target(method, t, calibrate:Callable, calibrator=None):
     """The target `t` as the loss should see it: `method.map_targets(t, calibrate)` (BYOL's target projections,
@@ -148,6 +156,10 @@ def calibrated_target(method, t, calibrate:Callable, calibrator=None):
     calibrator's `calibrate_targets` is False or the method has no target in z's space."""
     if t is None or not getattr(calibrator, 'calibrate_targets', True) or not hasattr(method, 'map_targets'): return t
     with torch.no_grad(): return method.map_targets(t, calibrate)
+
+def fused_adam_ok(params) -> bool:
+    "Whether torch's fused Adam (one kernel per step for all tensors, not a few per tensor) takes `params`: floating, on CPU or CUDA."
+    return all(p.is_floating_point() and p.device.type in ('cpu', 'cuda') for p in params)
 
 def _f_groups(calibrator:nn.Module) -> tuple[list, list]:
     "(parameters of f_v and anything else, parameters of f_w)."
@@ -158,12 +170,13 @@ def _f_groups(calibrator:nn.Module) -> tuple[list, list]:
 class Stage1:
     "Trains the calibrator's `f_v`, `f_w` on the detached `z` of one batch (Eq. 4–5)."
     def __init__(self, calibrator:nn.Module, alphas=(1e-3,)*4, mode:str='sequential', query_loss:str='ssl',
-                 bilevel:bool=True, eps:float=1e-8, beta2:float=0.999):
+                 bilevel:bool=True, eps:float=1e-8, beta2:float=0.999, fused:bool|None=None):
         self.cal, self.alphas, self.mode, self.query_loss, self.bilevel = calibrator, tuple(alphas), mode, query_loss, bilevel
         fv, fw = _f_groups(calibrator)
         a1, a2, a3, a4 = self.alphas
-        self.opt_s = torch.optim.Adam([dict(params=fv, lr=a1), dict(params=fw, lr=a2)])
-        self.opt_q = torch.optim.Adam([dict(params=fv, lr=a3), dict(params=fw, lr=a4)])
+        if fused is None: fused = fused_adam_ok(fv + fw)
+        self.opt_s = torch.optim.Adam([dict(params=fv, lr=a1), dict(params=fw, lr=a2)], fused=fused)
+        self.opt_q = torch.optim.Adam([dict(params=fv, lr=a3), dict(params=fw, lr=a4)], fused=fused)
         self.eps, self.beta2, self.n_maml = eps, beta2, 0
         self.maml_v = [torch.zeros_like(p) for p in fv + fw]   # running second moments of the maml support step
 
@@ -173,19 +186,27 @@ class Stage1:
         self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
         self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
 
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False):
+    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0):
         """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
-        `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`)."""
+        `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`).
+        `zs`'s rows are `z_all`'s from `row0` on, in order: f_w runs once over `z_all`, and those rows of its
+        weights calibrate the tasks while all of them enter L_w (the same values as one f_w pass per use)."""
         V = cal.factors(z_all)
-        calib = lambda z: cal.calibrate(z.to(V.dtype), V)
+        w_all = cal.weights(z_all) if shares_weights(cal) else None
+        def rows_of(z, start):                                  # f_w's weights of z's rows, shaped as z
+            return None if w_all is None else w_all[start:start + z[..., 0].numel()].reshape(*z.shape[:-1], -1)
+        calib = lambda z: cal.calibrate(z.to(V.dtype), V)       # the targets: their own weights
+        calib_w = lambda z, w: calib(z) if w is None else cal.calibrate(z.to(V.dtype), V, w)
         loss_of = lambda m, z, t: set_loss(m, z, t, kind)
         if batched:
-            one = lambda b, z, t: call_with(method, b, loss_of, calib(z), calibrated_target(method, t, calib, cal))
-            ssl = over_tasks(lambda z, t: one(batch_stats_only(method), z, t), zs, ts, module=method).mean()
+            one = lambda b, z, w, t: call_with(method, b, loss_of, calib_w(z, w), calibrated_target(method, t, calib, cal))
+            ssl = over_tasks(lambda z, w, t: one(batch_stats_only(method), z, w, t), zs, rows_of(zs, row0), ts,
+                             module=method).mean()
         else:
-            ssl = torch.stack([call_with(method, bn(), loss_of, calib(z), calibrated_target(method, t, calib, cal))
-                               for z, t in zip(zs, ts)]).mean()
-        tc2, parts = tc2_terms(cal, z_all, V)
+            starts = list(itertools.accumulate([row0] + [z[..., 0].numel() for z in zs]))
+            ssl = torch.stack([call_with(method, bn(), loss_of, calib_w(z, rows_of(z, s)), calibrated_target(method, t, calib, cal))
+                               for z, t, s in zip(zs, ts, starts)]).mean()
+        tc2, parts = tc2_terms(cal, z_all, V, w_all)
         return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
 
     def _set_grads(self, loss, params):
@@ -208,31 +229,32 @@ class Stage1:
         names = norm_buffer_names(method)
         bn = lambda: norm_buffer_copies(method, names)
         params = [p for g in self.opt_s.param_groups for p in g['params']]
-        obj = lambda zs, ts, kind: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched)
+        nq0 = sum(z[..., 0].numel() for z in (zs if isinstance(zs, list) else [zs]))   # z_all's first query row
+        obj = lambda zs, ts, kind, row0: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0)
         first = None
         if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
-            try: first = obj(zs, ts, 'ssl')
+            try: first = obj(zs, ts, 'ssl', 0)
             except Exception as e:
                 _fall_back(method, _why(e))
                 K = zs.shape[0]
                 return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
-            ls, ts_ = first or obj(zs, ts, 'ssl')
-            lq, _ = obj(zq, tq, self.query_loss)
+            ls, ts_ = first or obj(zs, ts, 'ssl', 0)
+            lq, _ = obj(zq, tq, self.query_loss, nq0)
             self._set_grads(ls + lq, params); self.opt_s.step()
         elif self.mode == 'sequential':
-            ls, ts_ = first or obj(zs, ts, 'ssl')
+            ls, ts_ = first or obj(zs, ts, 'ssl', 0)
             self._set_grads(ls, params); self.opt_s.step()           # Eq. 4: f' = f − (α1, α2)·Adam
-            lq, _ = obj(zq, tq, self.query_loss)
+            lq, _ = obj(zq, tq, self.query_loss, nq0)
             self._set_grads(lq, params); self.opt_q.step()           # Eq. 5: f ← f' − (α3, α4)·Adam
-        else: ls, lq, ts_ = self._maml_step(method, z_all, zs, zq, ts, tq, bn, params)
+        else: ls, lq, ts_ = self._maml_step(method, z_all, zs, zq, ts, tq, bn, params, nq0)
         return dict(s1_support=ls.detach(), s1_query=lq.detach(), **{k: v for k, v in ts_.items() if k != 'ssl'})
 
-    def _maml_step(self, method, z_all, zs, zq, ts, tq, bn, params):
+    def _maml_step(self, method, z_all, zs, zq, ts, tq, bn, params, nq0):
         names = {id(p): n for n, p in self.cal.named_parameters()}
         lrs = [g['lr'] for g in self.opt_s.param_groups for _ in g['params']]
-        fn = lambda cal, z_all, zs, ts, kind: self._objective(cal, method, z_all, zs, ts, kind, bn)
-        ls, terms = call_with(self.cal, {}, fn, z_all, zs, ts, 'ssl')
+        fn = lambda cal, z_all, zs, ts, kind, row0: self._objective(cal, method, z_all, zs, ts, kind, bn, row0=row0)
+        ls, terms = call_with(self.cal, {}, fn, z_all, zs, ts, 'ssl', 0)
         grads = torch.autograd.grad(ls, params, create_graph=True, allow_unused=True)
         self.n_maml += 1
         fast = {}
@@ -241,7 +263,7 @@ class Stage1:
             self.maml_v[i].mul_(self.beta2).add_(g.detach() ** 2, alpha=1 - self.beta2)
             v_hat = self.maml_v[i] / (1 - self.beta2 ** self.n_maml)
             fast[names[id(p)]] = p - lrs[i] * g / (v_hat.sqrt() + self.eps)
-        lq, _ = call_with(self.cal, fast, fn, z_all, zq, tq, self.query_loss)
+        lq, _ = call_with(self.cal, fast, fn, z_all, zq, tq, self.query_loss, nq0)
         self._set_grads(lq, params); self.opt_q.step()              # ∇_f L^q(f'(f)), one Adam step from f
         return ls, lq, terms
 
