@@ -9,6 +9,7 @@ thread) for `--epochs`, logging every step, then measures on one batch of 256 tr
 - for a method with a queue (MoCo): the same for the queue raw and calibrated, and the InfoNCE logits of the
   positive key against the mean and max queue logit, raw and calibrated.
 Writes <out>/<method>_<variant>_e<epochs>_s<seed>[_tag].json and the run's train log as CSV next to it.
+`--epochs 0` measures the random-init method and calibrator as the trainer builds them (no training, a second).
 
     OMP_NUM_THREADS=1 python scripts/calibrator_diag.py --method moco [--variant TC2] [--epochs 5] [--set key=value ...]
 """
@@ -41,20 +42,22 @@ def weight_stats(w: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def measure(method, cal, x, augment, seed=0) -> dict:
+def measure(method, cal, x, augment, seed=0, bn_mode:str='train') -> dict:
+    "`bn_mode='train'`: BatchNorm normalises with the batch's statistics, as every pass the loss sees does."
     from tc2_nb.bilevel import make_calibrate
-    method.eval()
+    was = method.training
+    method.train(bn_mode == 'train')
     g = torch.Generator().manual_seed(seed)
     views = method.make_views(x, 2, augment, g)
     z = method.embed(views)                                   # (B, 2, d)
-    out = dict(z_mean_cos=mean_cos(z[:, 0]), z_erank=erank(z[:, 0]))
+    out = dict(bn_mode=bn_mode, z_mean_cos=mean_cos(z[:, 0]), z_erank=erank(z[:, 0]))
     if cal is not None:
         V = cal.factors(z.reshape(-1, z.shape[-1]))
         calibrate = make_calibrate(cal, V)
         zh = calibrate(z)
         out.update(zh_mean_cos=mean_cos(zh[:, 0]), zh_erank=erank(zh[:, 0]), **weight_stats(cal.weights(z[:, 0])))
-    if hasattr(method, 'queue'):
-        t = method.target(views)
+    t = method.target(views) if hasattr(method, 'queue') else None
+    if isinstance(t, torch.Tensor):                           # MoCo: keys, and a queue of past keys
         q, k, Q = F.normalize(z[:, 0], dim=-1), t[:, 1], method.queue
         out.update(queue_mean_cos=mean_cos(Q), queue_erank=erank(Q))
         def logits(q, k, Q):
@@ -65,7 +68,7 @@ def measure(method, cal, x, augment, seed=0) -> dict:
             mt = method.map_targets(t, calibrate)
             out.update(queue_cal_mean_cos=mean_cos(mt.queue), queue_cal_erank=erank(mt.queue),
                        logits_cal=logits(F.normalize(zh[:, 0], dim=-1), mt.keys[:, 1], mt.queue))
-    method.train()
+    method.train(was)
     return out
 
 
@@ -76,6 +79,7 @@ def main():
     ap.add_argument('--limit', type=int, default=4000); ap.add_argument('--batch', type=int, default=256)
     ap.add_argument('--set', nargs='*', default=[]); ap.add_argument('--tag', default='')
     ap.add_argument('--out', default='results/method_check/diag/calibrator')
+    ap.add_argument('--bn-mode', choices=('train', 'eval'), default='train')
     args = ap.parse_args()
     torch.set_num_threads(1)
     from tc2_nb.train_config import TrainConfig
@@ -86,17 +90,27 @@ def main():
                                 variant=args.variant, epochs=args.epochs, batch_size=args.batch, probe_every=0, log_every=1,
                                 ckpt_every=0, seed=args.seed, device='cpu', progress=False, out_dir=None),
                          **parse_sets(args.set)})
-    res = pretrain(cfg)
     ds = get_dataset('fashion_mnist', 'train')
     x = ds.images[torch.randperm(len(ds.images), generator=torch.Generator().manual_seed(1))[:args.batch]]
-    augment = make_augment(res.method.recipe, 28, 1)
     name = f'{args.method}_{args.variant}_e{args.epochs}_s{args.seed}' + (f'_{args.tag}' if args.tag else '')
-    rec = dict(run=name, settings=parse_sets(args.set), steps=res.steps, final_loss=res.summary.get('final_loss'),
-               **measure(res.method, res.calibrator, x, augment))
+    if args.epochs == 0:                                      # at initialisation, built as the trainer builds them
+        from tc2_nb.core import seed_everything
+        from tc2_nb.train_config import uses_calibration
+        from tc2_nb.trainer import build_method, build_calibrator, representation_dim
+        seed_everything(cfg.seed)
+        method = build_method(cfg, 1, 28)
+        augment = make_augment(method.recipe, 28, 1)
+        cal = build_calibrator(cfg, representation_dim(method, x, augment)) if uses_calibration(cfg.variant) else None
+        res = None
+    else:
+        res = pretrain(cfg)
+        method, cal, augment = res.method, res.calibrator, make_augment(res.method.recipe, 28, 1)
+    rec = dict(run=name, settings=parse_sets(args.set), steps=res.steps if res else 0,
+               final_loss=res.summary.get('final_loss') if res else None, **measure(method, cal, x, augment, bn_mode=args.bn_mode))
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     from tc2_nb.core import atomic_write_json
     atomic_write_json(rec, out/f'{name}.json')
-    res.log.to_csv(out/f'{name}_train_log.csv', index=False)
+    if res is not None: res.log.to_csv(out/f'{name}_train_log.csv', index=False)
     print(json.dumps(rec, indent=1))
 
 

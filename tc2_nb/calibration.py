@@ -85,16 +85,16 @@ class Calibrator(nn.Module):
     def __init__(self, d:int, n_f:int=16, hidden:int|None=None, lambda_s:float=1.0, lambda_1:float=0.1,
                  normalize:bool=True, use_lv:bool=True, use_lw:bool=True, factor_kind:str='shared',
                  restore_norm:bool|str=False, scale_io:bool=True, reduction:str='mean', mean_cov:Callable|None=None,
-                 calibrate_targets:bool=True):
+                 calibrate_targets:bool=True, residual:bool=False):
         super().__init__()
         if hidden is None: hidden = default_hidden(n_f)
         check_choice('restore_norm', restore_norm, [False, True, 'batch'])
-        for k, v in [('normalize', normalize), ('calibrate_targets', calibrate_targets)]:
+        for k, v in [('normalize', normalize), ('calibrate_targets', calibrate_targets), ('residual', residual)]:
             if not isinstance(v, bool): raise ConfigError(f"{k}={v!r} must be True or False")
         for k, v in [('d', d), ('n_f', n_f), ('hidden', hidden)]:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ConfigError(f"{k}={v!r} must be an integer >= 1")
         if n_f > d: raise ConfigError(f"n_f={n_f} must be <= d={d}: at most d orthonormal factors fit in d dimensions")
-        if hidden + 1 < n_f:
+        if hidden + 1 < n_f and not residual:                 # the residual's skip paths have full rank
             warnings.warn(f"hidden={hidden} caps the rank of f_w's weights{' and of V' if factor_kind == 'shared' else ''} at {hidden + 1} < n_f={n_f}: "
                           f"{n_f - hidden - 1} factors are redundant; set hidden (TrainConfig.factor_hidden) >= n_f", UserWarning)
         check_range('lambda_s', lambda_s, lo=0); check_range('lambda_1', lambda_1, lo=0)
@@ -105,6 +105,10 @@ class Calibrator(nn.Module):
         self.calibrate_targets = calibrate_targets   # the method's targets (BYOL, MoCo) calibrated with the same V, f_w
         self.f_v = FactorNet(d, n_f, hidden, kind=factor_kind, scale_io=scale_io)
         self.f_w = WeightNet(d, n_f, hidden)
+        self.residual = residual
+        if residual:                     # V = V0 + f_v(S), w = n(z) V0 + f_w(n(z)); both nets start at 0, so ẑ = n(z) V0 V0ᵀ
+            self.register_buffer('frame', torch.linalg.qr(torch.randn(d, n_f))[0])   # V0: a fixed orthonormal frame
+            for net in (self.f_v.net, self.f_w.net): nn.init.zeros_(net[-1].weight); nn.init.zeros_(net[-1].bias)
 
     def _check(self, z):
         if z.shape[-1] != self.d: raise ConfigError(f"Calibrator(d={self.d}) got z with last dim {z.shape[-1]}; calibration acts on the last dim")
@@ -115,12 +119,14 @@ class Calibrator(nn.Module):
         return F.normalize(z, dim=-1) if self.normalize else z
 
     def factors(self, z_all:torch.Tensor) -> torch.Tensor:
-        "V = f_v(S) (d, n_f), S the statistics of all views of the batch (detached)."
-        return self.f_v(batch_stats(self.prep(z_all.detach()), self.mean_cov))
+        "V = f_v(S) (d, n_f), S the statistics of all views of the batch (detached); `residual`: V0 + f_v(S)."
+        V = self.f_v(batch_stats(self.prep(z_all.detach()), self.mean_cov))
+        return V + self.frame if self.residual else V
 
     def weights(self, z:torch.Tensor) -> torch.Tensor:
-        "w = f_w(n(z)) (..., n_f)."
-        return self.f_w(self.prep(z))
+        "w = f_w(n(z)) (..., n_f); `residual`: n(z) V0 + f_w(n(z))."
+        zn = self.prep(z)
+        return self.f_w(zn) + zn @ self.frame.to(zn.dtype) if self.residual else self.f_w(zn)
 
     def calibrate(self, z:torch.Tensor, V:torch.Tensor, w:torch.Tensor|None=None) -> torch.Tensor:
         """ẑ = f_w(n(z)) Vᵀ on the last dim of z (..., d); `restore_norm=True`: times each row's ‖z‖; `'batch'`: times

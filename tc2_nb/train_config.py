@@ -65,6 +65,7 @@ class TrainConfig:
     lambda_s: float = 1.0                  # weight of L_w in L_tc2 (Eq. 3)
     lambda_1: float = 0.1                  # L1 weight inside L_w (Eq. 2; the paper's 1 kills w)
     calib_normalize: bool = True           # f_w and S see L2-normalised z (the calibrator's `normalize`)
+    calib_residual: bool = False           # f_v, f_w around a fixed orthonormal frame, so ẑ = n(z) at the start (07_calibration)
     restore_norm: bool|str|None = None     # ẑ's scale: False, True (each row's ‖z‖), 'batch' (z's batch spread); None: 'batch' for a scale_sensitive method, else False
     calibrate_targets: bool = True         # BYOL's targets, MoCo's keys and queue calibrated with the same V, f_w
     alphas: Any = (1e-3, 1e-3, 1e-3, 1e-3) # α1..α4: Adam step sizes of stage 1 (Eq. 4, 5)
@@ -199,7 +200,7 @@ def _check_static(c:TrainConfig):
     for i, a in enumerate(c.alphas): _pos(f"alphas[{i}] (α{i+1})", a)
     if c.warmup_epochs is not None and c.warmup_epochs >= c.epochs:
         raise ConfigError(f"warmup_epochs={c.warmup_epochs!r} must be smaller than epochs={c.epochs}")
-    for k in ('global_batch', 'sync_bn', 'channels_last', 'compile', 'calib_normalize', 'calibrate_targets'):
+    for k in ('global_batch', 'sync_bn', 'channels_last', 'compile', 'calib_normalize', 'calib_residual', 'calibrate_targets'):
         if not isinstance(getattr(c, k), bool): raise ConfigError(f"{k}={getattr(c, k)!r} must be true or false")
     _pos('task_shards', c.task_shards, integer=True, allow_none=True)
     if c.restore_norm not in (None, True, False, 'batch') or isinstance(c.restore_norm, (int, float)) and not isinstance(c.restore_norm, bool):

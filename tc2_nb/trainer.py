@@ -184,7 +184,7 @@ def build_calibrator(cfg:TrainConfig, d:int, method=None) -> nn.Module:
         restore = default_restore_norm(owner)
     kw = dict(n_f=cfg.n_factors, lambda_s=cfg.lambda_s, lambda_1=cfg.lambda_1, use_lv=cfg.variant != '-Lv',
               use_lw=cfg.variant != '-Lw', factor_kind=cfg.factor_kind, normalize=cfg.calib_normalize,
-              restore_norm=restore, calibrate_targets=cfg.calibrate_targets)
+              restore_norm=restore, calibrate_targets=cfg.calibrate_targets, residual=cfg.calib_residual)
     if cfg.factor_hidden is not None: kw['hidden'] = cfg.factor_hidden
     return Calibrator(d, **kw)
 
