@@ -72,7 +72,7 @@ def test_max_steps_zero_is_the_initialisation():
 
 
 OPTIONS = [dict(second_order=True), dict(stage1='maml'), dict(query_loss='sse'), dict(outer_reduce='sum'),
-           dict(n_tasks=2, n_views=5, n_support=3), dict(factor_kind='flat')]
+           dict(n_tasks=2, n_views=5, n_support=3), dict(factor_kind='flat'), dict(calib_residual=True)]
 
 
 @pytest.mark.parametrize('method', ['simclr', 'byol'])
