@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .core import (ConfigError, CheckpointError, get_device, seed_everything, atomic_torch_save, atomic_write_json,
                          atomic_write, load_checkpoint, nonfinite_tensors, run_lock, check_writable)
-from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, check_factors,
+from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, uses_inner_step, check_factors,
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
 from .tblog import TBLog
@@ -301,10 +301,15 @@ def _last_good(out:Path|None) -> str:
     try: return f"{out/'checkpoint.pt'} (step {load_checkpoint(out/'checkpoint.pt')['step']})"
     except Exception as e: return f"{out/'checkpoint.pt'} (unreadable: {e})"
 
-def _likely_cause(settings:dict) -> str:
-    "What a non-finite loss or weight most often means, in the run's own numbers (`optimizer_settings`)."
-    return (f"Likeliest cause: the lr at that step (base lr {settings['lr']:.4g} after a warm-up of {settings['warmup_steps']} "
-            f"steps = {settings['warmup_epochs']:g} epochs) is too high for this model: lower lr or lengthen warmup_epochs")
+def _likely_cause(settings:dict, cfg:TrainConfig|None=None) -> str:
+    """What a non-finite loss or weight most often means, in the run's own numbers (`optimizer_settings`); for a variant
+    with an inner step, also that step (VICReg TC² blows up there: its support loss rises to ~800, then the query loss at θ_k)."""
+    msg = (f"Likeliest cause: the lr at that step (base lr {settings['lr']:.4g} after a warm-up of {settings['warmup_steps']} "
+           f"steps = {settings['warmup_epochs']:g} epochs) is too high for this model: lower lr or lengthen warmup_epochs")
+    if cfg is not None and uses_inner_step(cfg.variant):
+        msg += (f"; or the inner step (beta1 {cfg.beta1:g}, plain SGD on the support loss) moves θ_k too far when the "
+                f"support loss is large (see loss_support in the training log): lower beta1")
+    return msg
 
 @contextlib.contextmanager
 def torch_modes(deterministic:bool, device:torch.device):
@@ -432,14 +437,14 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         bad = nonfinite_tensors({k: ck[k] for k in ('method', 'calibrator', 'stage1', 'optimizer')})
         if bad:      # a finite loss can still leave NaN weights behind (lr=nan, an overflowing update): never save them
             raise NonFiniteLossError(f"{len(bad)} tensors of the run's state are NaN or Inf after step {step - 1} (e.g. {bad[:3]}), "
-                                     f"so no checkpoint was written. {_likely_cause(opt_settings)}. "
+                                     f"so no checkpoint was written. {_likely_cause(opt_settings, cfg)}. "
                                      f"Last good checkpoint: {_last_good(out)}")
         atomic_torch_save(ck, out/'checkpoint.pt')
 
     def flush():
         try: rows, probes = window.flush()
         except NonFiniteLossError as e:
-            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}. {_likely_cause(opt_settings)}") from None
+            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}. {_likely_cause(opt_settings, cfg)}") from None
         log.add(rows); probe_log.add(probes); tb.train_rows(rows); tb.probe_rows(probes)
         return rows
 

@@ -178,3 +178,12 @@ def test_lock_is_held_for_the_run_and_released_after(tmp_path):
             pretrain(_cfg('simclr', 'base', out_dir=str(out)), DS)
     finally: holder.kill(); holder.wait()
     assert pretrain(_cfg('simclr', 'base', out_dir=str(out)), DS).finished    # a killed holder leaves no stale lock
+
+
+def test_nonfinite_message_names_the_inner_step():
+    "A bi-level run's guard also names the inner step (VICReg TC² blows up there), a plain run's does not."
+    from tc2_nb.trainer import _likely_cause
+    s = dict(lr=0.3, warmup_steps=30, warmup_epochs=2)
+    tc2, base = _likely_cause(s, _cfg('simclr', 'TC2', beta1=0.05)), _likely_cause(s, _cfg('simclr', 'base'))
+    assert 'base lr 0.3 after a warm-up of 30 steps = 2 epochs' in tc2 and 'beta1 0.05' in tc2 and 'lower beta1' in tc2
+    assert 'beta1' not in base and 'warm-up of 30 steps' in base
