@@ -172,7 +172,7 @@ def main():
     variants = [v for v in args.variants.split(',') if v]
     epochs, seeds = [int(e) for e in args.epochs.split(',')], [int(s) for s in args.seeds.split(',')]
     out = Path(args.out); runs_dir = out/'runs'; runs_dir.mkdir(parents=True, exist_ok=True)
-    from tc2_nb.core import atomic_write_json
+    from tc2_nb.core import atomic_write_json, RunLockedError
     todo = grid(methods, variants, epochs, seeds)
     order = [run_name(*r, args.tag) for r in todo]
     ev = Evaluator(args.bank)
@@ -185,6 +185,8 @@ def main():
         if args.max_runs is not None and new >= args.max_runs: break
         bar.set_postfix_str(name)
         try: row = train_one(m, v, e, s, args, ev, runs_dir)
+        except RunLockedError as exc:     # another process trains it now and will write its record: not ours to write
+            tqdm.write(f'[skipped] {name}: {exc}'); continue
         except Exception as exc:          # record and go on: one broken run must not stop the grid
             row = dict(run=name, method=m, variant=v, epochs=e, seed=s, status='error', message=f'{type(exc).__name__}: {exc}')
             traceback.print_exc()
