@@ -18,24 +18,12 @@ import argparse, json, sys
 from pathlib import Path
 import torch, torch.nn.functional as F
 
+from tc2_nb.monitor import effective_rank as erank, mean_cosine as mean_cos
 sys.path.insert(0, str(Path(__file__).parent))
 from method_check import parse_sets
 
 
-def erank(x: torch.Tensor) -> float:
-    s = torch.linalg.svdvals(x - x.mean(0))
-    p = s / s.sum()
-    return float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
-
-
-def mean_cos(x: torch.Tensor) -> float:
-    xn = F.normalize(x, dim=-1)
-    c = xn @ xn.T
-    n = len(x)
-    return float((c.sum() - c.diagonal().sum()) / (n * (n - 1)))
-
-
-def weight_stats(w: torch.Tensor) -> dict:
+def weight_spread(w: torch.Tensor) -> dict:
     between = w.var(0).sum() / (w - w.mean()).pow(2).mean(0).sum().clamp_min(1e-12)
     return dict(w_abs_mean=float(w.abs().mean()), w_small_share=float((w.abs() < 0.01).float().mean()),
                 w_between_share=float(between))
@@ -55,7 +43,7 @@ def measure(method, cal, x, augment, seed=0, bn_mode:str='train') -> dict:
         V = cal.factors(z.reshape(-1, z.shape[-1]))
         calibrate = make_calibrate(cal, V)
         zh = calibrate(z)
-        out.update(zh_mean_cos=mean_cos(zh[:, 0]), zh_erank=erank(zh[:, 0]), **weight_stats(cal.weights(z[:, 0])))
+        out.update(zh_mean_cos=mean_cos(zh[:, 0]), zh_erank=erank(zh[:, 0]), **weight_spread(cal.weights(z[:, 0])))
     t = method.target(views) if hasattr(method, 'queue') else None
     if isinstance(t, torch.Tensor):                           # MoCo: keys, and a queue of past keys
         q, k, Q = F.normalize(z[:, 0], dim=-1), t[:, 1], method.queue

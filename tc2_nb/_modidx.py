@@ -484,6 +484,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'tc2_nb.monitor.build_monitor': ('monitor.html#build_monitor', 'tc2_nb/monitor.py'),
                                 'tc2_nb.monitor.diagnose': ('monitor.html#diagnose', 'tc2_nb/monitor.py'),
                                 'tc2_nb.monitor.effective_rank': ('monitor.html#effective_rank', 'tc2_nb/monitor.py'),
+                                'tc2_nb.monitor.mean_cosine': ('monitor.html#mean_cosine', 'tc2_nb/monitor.py'),
                                 'tc2_nb.monitor.subspace_cosine': ('monitor.html#subspace_cosine', 'tc2_nb/monitor.py'),
                                 'tc2_nb.monitor.uniformity': ('monitor.html#uniformity', 'tc2_nb/monitor.py'),
                                 'tc2_nb.monitor.validation_split': ('monitor.html#validation_split', 'tc2_nb/monitor.py'),

@@ -12,8 +12,8 @@ from .data import stratified_subset, get_dataset
 from . import evaluate as ev
 
 # %% auto #0
-__all__ = ['validation_split', 'effective_rank', 'alignment', 'uniformity', 'subspace_cosine', 'weight_stats', 'diagnose',
-           'Monitor', 'build_monitor']
+__all__ = ['validation_split', 'effective_rank', 'alignment', 'mean_cosine', 'uniformity', 'subspace_cosine', 'weight_stats',
+           'diagnose', 'Monitor', 'build_monitor']
 
 # %% ../nbs/08e_monitor.ipynb #fa7f0e55
 def validation_split(labels, n_train:int|None, n_val:int, seed:int=1) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +36,12 @@ def effective_rank(x:torch.Tensor) -> float:
 def alignment(z1:torch.Tensor, z2:torch.Tensor) -> float:
     "Mean squared distance between L2-normalised paired views (Wang & Isola's alignment, α = 2)."
     return float((F.normalize(z1.float(), dim=-1) - F.normalize(z2.float(), dim=-1)).pow(2).sum(-1).mean())
+
+def mean_cosine(z:torch.Tensor) -> float:
+    "Mean cosine between distinct rows of `z` (N, D): 1 when every row points the same way (a collapse), ~0 when isotropic."
+    u = F.normalize(z.float(), dim=-1)
+    c = u @ u.T
+    return float((c.sum() - c.diagonal().sum()) / (len(z) * (len(z) - 1)))
 
 def uniformity(z:torch.Tensor, t:float=2.0) -> float:
     "log E exp(−t ‖u − v‖²) over distinct pairs of L2-normalised rows."
