@@ -152,6 +152,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'tc2_nb.core.load_checkpoint': ('core.html#load_checkpoint', 'tc2_nb/core.py'),
                              'tc2_nb.core.lock_holder': ('core.html#lock_holder', 'tc2_nb/core.py'),
                              'tc2_nb.core.nonfinite_tensors': ('core.html#nonfinite_tensors', 'tc2_nb/core.py'),
+                             'tc2_nb.core.open_in_run': ('core.html#open_in_run', 'tc2_nb/core.py'),
                              'tc2_nb.core.run_lock': ('core.html#run_lock', 'tc2_nb/core.py'),
                              'tc2_nb.core.seed_everything': ('core.html#seed_everything', 'tc2_nb/core.py')},
             'tc2_nb.data': { 'tc2_nb.data.FolderDataset': ('data.html#folderdataset', 'tc2_nb/data.py'),

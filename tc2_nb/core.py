@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['ConfigError', 'check_choice', 'check_range', 'Registry', 'get_device', 'seed_everything', 'atomic_write',
            'atomic_torch_save', 'atomic_write_json', 'CheckpointError', 'load_checkpoint', 'nonfinite_tensors',
-           'RunLockedError', 'lock_holder', 'run_lock', 'is_locked', 'check_writable', 'data_home']
+           'RunLockedError', 'lock_holder', 'open_in_run', 'run_lock', 'is_locked', 'check_writable', 'data_home']
 
 # %% ../nbs/00_core.ipynb #3ff6254a
 class ConfigError(ValueError):
@@ -127,6 +127,18 @@ def lock_holder(out_dir) -> str:
     except (OSError, ValueError): info = {}
     return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} (since {info.get('since', '?')})"
 
+def open_in_run(path, mode:str='r', **kw):
+    """`open(path, mode)` for a file inside a run folder, never through a symlink: a planted link (`.lock`, a log) would
+    send our truncation or appended rows to its target. Modes 'r', 'a', 'a+' (text or binary)."""
+    import errno
+    flags = {'r': os.O_RDONLY, 'a': os.O_WRONLY | os.O_CREAT | os.O_APPEND, 'a+': os.O_RDWR | os.O_CREAT | os.O_APPEND}
+    try: fd = os.open(path, flags[mode.replace('b', '').replace('t', '')] | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        if e.errno != errno.ELOOP: raise
+        raise ConfigError(f"{str(path)!r} is a symbolic link; a run folder's files are never followed out of it: "
+                          f"remove the link (or use another out_dir)") from None
+    return os.fdopen(fd, mode, **kw)
+
 @contextlib.contextmanager
 def run_lock(out_dir):
     "Hold an exclusive lock on `out_dir` (created if needed) while the block runs; `RunLockedError` if another process has it."
@@ -138,7 +150,7 @@ def run_lock(out_dir):
         finally: _HELD[out][1] -= 1
         return
     out.mkdir(parents=True, exist_ok=True)
-    f = open(out/'.lock', 'a+')
+    f = open_in_run(out/'.lock', 'a+')
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
@@ -157,7 +169,7 @@ def is_locked(out_dir) -> bool:
     import fcntl
     out = Path(out_dir).resolve()
     if out in _HELD or not (out/'.lock').exists(): return False
-    with open(out/'.lock', 'a+') as f:
+    with open_in_run(out/'.lock', 'a+') as f:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return True
         fcntl.flock(f, fcntl.LOCK_UN)

@@ -239,11 +239,12 @@ def _worker(rank, n, port, fn, args, outdir):
     finally: dist.destroy_process_group()
 
 def run_workers(fn, n:int=2, args=()) -> list:
-    "Run `fn(*args)` in `n` gloo processes on localhost; return each rank's result (`fn` must be importable)."
+    """Run `fn(*args)` in `n` gloo processes on localhost; return each rank's result (`fn` must be importable). Results
+    come back weights-only: tensors, numbers, strings, and lists, tuples and dicts of them (a DataFrame as `to_dict('list')`)."""
     import torch.multiprocessing as mp
     with tempfile.TemporaryDirectory() as d:
         mp.spawn(_worker, args=(n, _free_port(), fn, args, d), nprocs=n, join=True)
-        return [torch.load(os.path.join(d, f'{r}.pt'), weights_only=False) for r in range(n)]
+        return [torch.load(os.path.join(d, f'{r}.pt'), weights_only=True) for r in range(n)]   # never unpickle code
 
 # %% ../nbs/13_distributed.ipynb #e29bbea3
 def _check_gather_grad(x_global):

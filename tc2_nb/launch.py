@@ -160,10 +160,10 @@ def run_point(run_fn, base:dict, point:dict, out_root, progress:bool=False) -> d
     return status.iloc[0].to_dict()
 
 def _checkpoint_step(d:Path):
-    try:
-        import torch
-        return torch.load(d/'checkpoint.pt', map_location='cpu', weights_only=False)['step']
-    except Exception: return None
+    "The step of `d`'s checkpoint, read weights-only (a point folder may come from anyone: never unpickle it), else None."
+    from .core import load_checkpoint, CheckpointError
+    try: return int(load_checkpoint(d/'checkpoint.pt')['step'])
+    except (CheckpointError, KeyError, TypeError, ValueError): return None
 
 class _Checkpointable:                 # submitit.helpers.Checkpointable's protocol, without importing submitit here
     def checkpoint(self, *args, **kwargs):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .core import (ConfigError, CheckpointError, get_device, seed_everything, atomic_torch_save, atomic_write_json,
-                         atomic_write, load_checkpoint, nonfinite_tensors, run_lock, check_writable)
+                         atomic_write, open_in_run, load_checkpoint, nonfinite_tensors, run_lock, check_writable)
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, uses_inner_step, check_factors,
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
@@ -112,7 +112,7 @@ class CSVLog:
         self.rows += rows
         if self.path is None: return
         new = not self.path.exists() or self.path.stat().st_size == 0
-        with open(self.path, 'a', newline='') as f:
+        with open_in_run(self.path, 'a', newline='') as f:     # never through a planted symlink
             w = csv.DictWriter(f, fieldnames=list(self.rows[0]), extrasaction='ignore')
             if new: w.writeheader()
             w.writerows(rows); f.flush()
@@ -122,7 +122,7 @@ class CSVLog:
         "Rows of a log file with `step < before_step`; a torn last line (a crash mid-write) is skipped."
         path = Path(path)
         if not path.exists(): return []
-        with open(path, newline='') as f: lines = list(csv.reader(f))
+        with open_in_run(path, 'r', newline='') as f: lines = list(csv.reader(f))
         if not lines: return []
         head, rows = lines[0], []
         for line in lines[1:]:

@@ -46,7 +46,7 @@ def _wait(out_root, s, timeout=300, nudge=True):
         time.sleep(1)
     raise TimeoutError(rows)
 
-def _final(d): return torch.load(Path(d)/'final.pt', map_location='cpu', weights_only=False)['method']
+def _final(d): return torch.load(Path(d)/'final.pt', map_location='cpu', weights_only=True)['method']
 
 def test_slurm_sweep_equals_in_process_and_reports_failures(slurm, tmp_path):
     grid = dict(seed=[0, 1], variant=['base', 'bogus'])     # 'bogus' points fail (after submission, in their job)
@@ -105,3 +105,22 @@ def test_local_executor_runs_points_and_survives_a_failure(tmp_path):
     st = {r['run']: r for r in sweep_status(s)}
     assert st['variant=base']['status'] == 'done' and st['variant=bogus']['status'] == 'failed'
     assert "variant='bogus'" in st['variant=bogus']['log']
+
+
+class _Payload:
+    "A hostile point folder's checkpoint: code that runs when the pickle is loaded."
+    def __init__(self, marker): self.marker = marker
+    def __reduce__(self): return (os.system, (f"touch {self.marker}",))
+
+def test_debug_executor_never_unpickles_a_point_checkpoint(tmp_path):
+    "The launcher reads a point's checkpoint step weights-only; the point's resume then refuses the file by name."
+    from tc2_nb.launch import _checkpoint_step
+    s = dict(out_root=str(tmp_path/'sweep'), notebook='none', base=dict(TINY), grid=dict(variant=['base']))
+    d = tmp_path/'sweep'/'variant=base'; d.mkdir(parents=True)
+    torch.save({'step': 3, 'extra': _Payload(tmp_path/'pwned')}, d/'checkpoint.pt')
+    assert _checkpoint_step(d) is None
+    rows = launch(s, 'debug')
+    assert not (tmp_path/'pwned').exists()
+    assert rows[0]['status'] == 'failed' and 'pickled Python objects' in str(rows[0].get('error', '')) + open(d/'failed.json').read()
+    torch.save({'step': 3}, d/'checkpoint.pt')
+    assert _checkpoint_step(d) == 3

@@ -187,3 +187,13 @@ def test_nonfinite_message_names_the_inner_step():
     tc2, base = _likely_cause(s, _cfg('simclr', 'TC2', beta1=0.05)), _likely_cause(s, _cfg('simclr', 'base'))
     assert 'base lr 0.3 after a warm-up of 30 steps = 2 epochs' in tc2 and 'beta1 0.05' in tc2 and 'lower beta1' in tc2
     assert 'beta1' not in base and 'warm-up of 30 steps' in base
+
+
+@pytest.mark.parametrize('name', ['.lock', 'train_log.csv'])
+def test_symlinked_run_file_is_refused_and_its_target_kept(tmp_path, name):
+    "A run folder's `.lock` or log planted as a symlink: never truncated or appended through (issue 33)."
+    victim, out = tmp_path/'victim.txt', tmp_path/'run'
+    victim.write_text('keep\n'); out.mkdir(); (out/name).symlink_to(victim)
+    with pytest.raises(ConfigError, match=f"{name}' is a symbolic link"):
+        pretrain(_cfg('simclr', 'TC2', out_dir=str(out), max_steps=2), DS)
+    assert victim.read_text() == 'keep\n'
