@@ -13,7 +13,8 @@ import torch
 # %% auto #0
 __all__ = ['ConfigError', 'check_choice', 'check_range', 'Registry', 'get_device', 'seed_everything', 'atomic_write',
            'atomic_torch_save', 'atomic_write_json', 'CheckpointError', 'load_checkpoint', 'nonfinite_tensors',
-           'RunLockedError', 'lock_holder', 'open_in_run', 'run_lock', 'is_locked', 'check_writable', 'data_home']
+           'DamagedFileError', 'read_json', 'remove_stale_temps', 'RunLockedError', 'lock_holder', 'open_in_run',
+           'run_lock', 'is_locked', 'check_writable', 'data_home']
 
 # %% ../nbs/00_core.ipynb #3ff6254a
 class ConfigError(ValueError):
@@ -64,6 +65,18 @@ def seed_everything(seed:int, device:str|torch.device|None=None) -> torch.Genera
     return g
 
 # %% ../nbs/00_core.ipynb #90f34f3a
+_WRITES: dict = {}
+
+def _fault_point(name:str):
+    """Fault injection for the crash tests: with `TC2_NB_KILL_AT=NAME:N` the process dies (`os._exit(137)`, as kill -9)
+    in the middle of its Nth atomic write of a file called NAME, after the temporary file is written and before it
+    replaces the real one. Unset (always, outside tests), it costs one dict lookup."""
+    at = os.environ.get('TC2_NB_KILL_AT')
+    if not at: return
+    _WRITES[name] = _WRITES.get(name, 0) + 1
+    target, _, n = at.partition(':')
+    if name == target and _WRITES[name] == int(n or 1): os._exit(137)
+
 def atomic_write(path, data:bytes|str|Callable[[io.BufferedWriter], Any]):
     "Write `data` (bytes, text, or a function that writes to a binary file) to `path` atomically."
     path = Path(path)
@@ -76,6 +89,7 @@ def atomic_write(path, data:bytes|str|Callable[[io.BufferedWriter], Any]):
             if callable(data): data(f)
             else: f.write(data.encode() if isinstance(data, str) else data)
             f.flush(); os.fsync(f.fileno())
+        _fault_point(path.name)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
@@ -114,6 +128,24 @@ def nonfinite_tensors(obj, prefix:str='') -> list[str]:
         return [prefix or 'tensor'] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
     return [n for k, v in items for n in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+
+# %% ../nbs/00_core.ipynb #682d7ad4
+class DamagedFileError(ConfigError):
+    "A run file that is torn, empty or unreadable; its message names the file and what to do."
+
+def read_json(path, what:str='') -> Any:
+    "The JSON in `path`; a missing file raises `FileNotFoundError`, a damaged one `DamagedFileError` naming it."
+    path = Path(path)
+    raw = path.read_bytes()
+    try: return json.loads(raw.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise DamagedFileError(f"{str(path)!r} is damaged ({'empty' if not raw else f'{type(e).__name__}: {e}'}){what}") from None
+
+def remove_stale_temps(out_dir, names:Iterable[str]) -> list[Path]:
+    "Delete the temporary files a killed `atomic_write` of `names` left in `out_dir`; call it while holding the run's lock."
+    gone = [t for n in names for t in Path(out_dir).glob(f'.{n}.*.tmp') if t.is_file()]
+    for t in gone: t.unlink(missing_ok=True)
+    return gone
 
 # %% ../nbs/00_core.ipynb #b165d07d
 class RunLockedError(RuntimeError):

@@ -6,20 +6,22 @@ write everything into the run's folder. The papermill notebook, the sweep runner
 
 # %% ../nbs/11_experiment.ipynb #cafc53e4
 from __future__ import annotations
-import dataclasses, json, shutil, time
+import csv, dataclasses, io, json, shutil, time, warnings
 from pathlib import Path
 from typing import Callable
 import pandas as pd
 import torch
-from .core import ConfigError, Registry, check_choice, atomic_write, atomic_write_json, run_lock, check_writable
+from .core import (ConfigError, Registry, check_choice, atomic_write, atomic_write_json, run_lock, check_writable,
+                         DamagedFileError, read_json, remove_stale_temps)
 from .train_config import TrainConfig
 from .tblog import TBLog
 from .data import DATASETS, get_dataset
 from . import evaluate as ev
 
 # %% auto #0
-__all__ = ['EXPERIMENT_DEFAULTS', 'EVALS', 'ID_COLUMNS', 'split_params', 'experiment_params', 'eval_in_domain', 'eval_transfer',
-           'eval_semi', 'validate_experiment', 'run_experiment', 'run_finished', 'plot_run']
+__all__ = ['EXPERIMENT_DEFAULTS', 'EVALS', 'ID_COLUMNS', 'EXPERIMENT_FILES', 'split_params', 'experiment_params',
+           'eval_in_domain', 'eval_transfer', 'eval_semi', 'validate_experiment', 'run_experiment', 'run_finished',
+           'read_results', 'plot_run']
 
 # %% ../nbs/11_experiment.ipynb #62dd9af7
 EXPERIMENT_DEFAULTS = dict(
@@ -123,12 +125,11 @@ def run_experiment(params:dict|None=None, **overrides) -> pd.DataFrame:
     if cfg.out_dir is None: return _run_experiment(cfg, exp, None)
     out = check_writable(cfg.out_dir)
     with run_lock(out):                        # one process per run folder, from the first file written to the last
+        remove_stale_temps(out, EXPERIMENT_FILES)
         if not cfg.fresh and run_finished(out, cfg.max_steps):
-            diff = _experiment_diff(out, cfg, exp)
-            if diff: raise ConfigError(f"out_dir={str(out)!r} holds a finished run with other settings ({diff}); "
-                                       f"use another out_dir or fresh=True")
-            return pd.read_csv(out/'results.csv', keep_default_na=False)
-        return _run_experiment(cfg, exp, out)
+            results = _finished_results(out, cfg, exp)
+            if results is not None: return results
+        return _run_experiment(cfg, exp, out)       # a finished run with damaged results: evaluated again, not retrained
 
 def run_finished(out_dir, max_steps:int|None=None) -> bool:
     """Whether the run in `out_dir` is done: results written, and its `summary.json` says it reached its planned steps
@@ -144,12 +145,49 @@ def run_finished(out_dir, max_steps:int|None=None) -> bool:
     target = total if max_steps is None else min(max_steps, total)
     return s.get('steps', 0) >= target
 
-def _experiment_diff(out:Path, cfg:TrainConfig, exp:dict) -> str:
-    "The settings (not run control) that differ from the finished run's `experiment.json`."
+EXPERIMENT_FILES = ('experiment.json', 'results.csv', 'summary.json')
+
+def read_results(path, expect_rows:bool=True, need:tuple=(*ID_COLUMNS, 'evaluation', 'metric', 'value')) -> pd.DataFrame:
+    "A run's `results.csv`, checked whole (UTF-8, the columns `need`, no torn row, numeric values); else `DamagedFileError`."
+    path = Path(path)
+    try: text = path.read_bytes().decode('utf-8')
+    except UnicodeDecodeError: text = None
+    rows = list(csv.reader(io.StringIO(text))) if text else []
+    why = ('it is empty' if text == '' else 'it is not UTF-8 text' if text is None
+           else 'it ends mid-row (a torn write)' if not text.endswith('\n')
+           else 'its header lacks ' + str([c for c in need if c not in rows[0]]) if not set(need) <= set(rows[0])
+           else 'a row has the wrong number of fields' if any(len(r) != len(rows[0]) for r in rows[1:])
+           else 'it has no rows' if expect_rows and len(rows) < 2 else '')
+    if not why:
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False)
+        if pd.to_numeric(df['value'], errors='coerce').isna().any() and not df['value'].astype(str).str.lower().eq('nan').all():
+            why = 'a value is not a number'
+    if why: raise DamagedFileError(f"{str(path)!r} is damaged: {why}")
+    return df
+
+def _finished_results(out:Path, cfg:TrainConfig, exp:dict) -> pd.DataFrame|None:
+    """The finished run's results when its files are whole and its settings are these; None when its evaluation must be
+    redone (results or experiment.json damaged, training settings unchanged): they are recomputed from the final weights."""
+    try: diff = _experiment_diff(read_json(out/'experiment.json'), cfg, exp)
+    except (FileNotFoundError, DamagedFileError) as e:
+        if not (out/'config.json').exists(): raise DamagedFileError(f"{e}, and config.json is missing; pass fresh=True to train again")
+        saved = read_json(out/'config.json', f"; pass fresh=True to train {str(out)!r} again")   # the training settings
+        diff = _experiment_diff(saved, cfg, {})
+        if not diff:
+            warnings.warn(f"{e}; the training settings match config.json, so the evaluation is redone", stacklevel=3)
+            return None
+    if diff: raise ConfigError(f"out_dir={str(out)!r} holds a finished run with other settings ({diff}); "
+                               f"use another out_dir or fresh=True")
+    try: return read_results(out/'results.csv', expect_rows=bool(exp['evals']))
+    except DamagedFileError as e:
+        warnings.warn(f"{e}; the finished run is evaluated again from its final weights", stacklevel=3)
+        return None
+
+def _experiment_diff(saved:dict, cfg:TrainConfig, exp:dict) -> str:
+    "The settings (not run control) that differ from a finished run's saved ones (`experiment.json`, or `config.json` without `exp`)."
     from tc2_nb.train_config import RUN_CONTROL_KEYS
-    try: saved = json.loads((out/'experiment.json').read_text())
-    except (OSError, ValueError): return ''
-    now, default = dict(cfg.to_dict(), **exp), dict(TrainConfig().to_dict(), **EXPERIMENT_DEFAULTS)
+    now, default = dict(cfg.to_dict(), **exp), dict(TrainConfig().to_dict(), **(EXPERIMENT_DEFAULTS if exp else {}))
+    if not exp: saved = {k: v for k, v in saved.items() if k in default}
     keys = sorted(k for k in set(saved) | set(now) if k not in RUN_CONTROL_KEYS and saved.get(k, default.get(k)) != now.get(k, default.get(k)))
     return ', '.join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in keys)
 

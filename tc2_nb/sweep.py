@@ -6,14 +6,14 @@ with 95 % confidence intervals, and seaborn figures."""
 
 # %% ../nbs/14_sweep.ipynb #65c448f9
 from __future__ import annotations
-import itertools, json, traceback, time, re
+import itertools, json, traceback, time, re, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder
+from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder, DamagedFileError
 
 # %% auto #0
 __all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'run_sweep', 'default_kernel',
@@ -115,9 +115,12 @@ def _parse_name(name:str) -> dict:
 
 def collect(out_root, keys:list[str]|None=None) -> pd.DataFrame:
     "Stack every finished run's `results.csv` under `out_root`, with its grid point as columns."
+    from tc2_nb.experiment import read_results
     frames = []
     for f in sorted(Path(out_root).glob(f'*/{RESULTS}')):
-        df = pd.read_csv(f, keep_default_na=False)
+        try: df = read_results(f, expect_rows=False, need=('metric', 'value'))
+        except DamagedFileError as e:                 # never aggregated: rerun the point to recompute it from its weights
+            warnings.warn(f"{e}; left out of the report (rerun the sweep to evaluate that run again)"); continue
         pf = f.parent/PARAMS
         params = json.loads(pf.read_text()) if pf.exists() else _parse_name(f.parent.name)
         for k, v in params.items():
@@ -125,7 +128,7 @@ def collect(out_root, keys:list[str]|None=None) -> pd.DataFrame:
             if k not in df.columns: df[k] = v
         df['run'] = f.parent.name
         frames.append(df)
-    if not frames: raise FileNotFoundError(f"no {RESULTS} under {out_root}: no run has finished (a failed run leaves failed.json)")
+    if not frames: raise ConfigError(f"no finished run under {str(out_root)!r} to report yet (a failed run leaves failed.json)")
     df = pd.concat(frames, ignore_index=True)
     df['value'] = pd.to_numeric(df['value'])
     return df
@@ -320,6 +323,7 @@ def sweep_main(argv=None) -> int:
     elif not a.report_only:
         status = run_sweep(point_runner(s), s['base'], s['grid'], s['out_root'])
         print(status.to_string(index=False))
-    res = report(s['out_root'])
+    try: res = report(s['out_root'])
+    except ConfigError as e: print(f"tc2-sweep: {e}"); return 1
     print(res['table'].to_string())
     return 0

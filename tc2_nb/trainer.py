@@ -6,7 +6,7 @@ resume, and a NaN/Inf guard that keeps the last good checkpoint."""
 
 # %% ../nbs/08d_trainer.ipynb #cb19d171
 from __future__ import annotations
-import contextlib, csv, json, math, os, random, shutil, time
+import contextlib, csv, json, math, os, random, shutil, time, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .core import (ConfigError, CheckpointError, get_device, seed_everything, atomic_torch_save, atomic_write_json,
-                         atomic_write, open_in_run, load_checkpoint, nonfinite_tensors, run_lock, check_writable)
+                         atomic_write, open_in_run, load_checkpoint, DamagedFileError, read_json, remove_stale_temps,
+                         nonfinite_tensors, run_lock, check_writable)
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, uses_inner_step, check_factors,
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
@@ -117,12 +118,25 @@ class CSVLog:
             if new: w.writeheader()
             w.writerows(rows); f.flush()
     def frame(self) -> pd.DataFrame: return pd.DataFrame(self.rows)
+    @classmethod
+    def resume(cls, out:Path|None, name:str, before_step:int) -> 'CSVLog':
+        """The log `name` in run folder `out`, cut to its rows before `before_step` (later ones, and all of an attempt that
+        died before its first checkpoint, are recomputed now); in memory only when `out` is None."""
+        if out is None: return cls()
+        path = out/name
+        rows = cls.read(path, before_step)
+        if path.exists(): atomic_write(path, pd.DataFrame(rows).to_csv(index=False) if rows else '')
+        return cls(path, rows)
     @staticmethod
     def read(path, before_step:int|None=None) -> list[dict]:
         "Rows of a log file with `step < before_step`; a torn last line (a crash mid-write) is skipped."
         path = Path(path)
         if not path.exists(): return []
-        with open_in_run(path, 'r', newline='') as f: lines = list(csv.reader(f))
+        try:
+            with open_in_run(path, 'r', newline='') as f: lines = list(csv.reader(f))
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DamagedFileError(f"{str(path)!r} is damaged ({type(e).__name__}: {e}): restore it, or pass fresh=True "
+                                   f"to start the run over") from None
         if not lines: return []
         head, rows = lines[0], []
         for line in lines[1:]:
@@ -227,8 +241,7 @@ def prepare_out_dir(cfg:TrainConfig, main:bool=True) -> dict|None:
     out = Path(cfg.out_dir)
     ck = out/'checkpoint.pt'
     if main:
-        for f in RUN_FILES:               # temporaries of a write that a kill interrupted
-            for tmp in out.glob(f'.{f}.*.tmp'): tmp.unlink(missing_ok=True)
+        remove_stale_temps(out, RUN_FILES)            # temporaries of a write that a kill interrupted
     if cfg.fresh:
         if main:
             for f in RUN_FILES: (out/f).unlink(missing_ok=True)
@@ -300,6 +313,13 @@ def _last_good(out:Path|None) -> str:
     if out is None or not (out/'checkpoint.pt').exists(): return 'none'
     try: return f"{out/'checkpoint.pt'} (step {load_checkpoint(out/'checkpoint.pt')['step']})"
     except Exception as e: return f"{out/'checkpoint.pt'} (unreadable: {e})"
+
+def _saved_summary(out:Path) -> dict|None:
+    "A finished run's `summary.json`; None when it is missing or damaged (the caller writes it anew, with a warning)."
+    if not (out/'summary.json').exists(): return None
+    try: return read_json(out/'summary.json')
+    except DamagedFileError as e:
+        warnings.warn(f"{e}; it is written again from the run's log", stacklevel=2); return None
 
 def _likely_cause(settings:dict, cfg:TrainConfig|None=None) -> str:
     """What a non-finite loss or weight most often means, in the run's own numbers (`optimizer_settings`); for a variant
@@ -399,11 +419,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         opt.load_state_dict(state['optimizer']); sched.load_state_dict(state['scheduler'])
         set_rng_state((state.get('rng_ranks') or [state['rng']])[info.rank], g, g_aug)
         step, epoch, pos = state['step'], state['epoch'], state['pos']
-    log = CSVLog(out/'train_log.csv' if out else None, CSVLog.read(out/'train_log.csv', step) if (out and state) else [])
-    probe_log = CSVLog(out/'probe_log.csv' if out else None, CSVLog.read(out/'probe_log.csv', step) if (out and state) else [])
-    if out and state:    # drop rows of steps after the checkpoint: they are recomputed now
-        for lg in (log, probe_log):
-            if lg.path.exists(): atomic_write(lg.path, pd.DataFrame(lg.rows).to_csv(index=False) if lg.rows else '')
+    log, probe_log = CSVLog.resume(out, 'train_log.csv', step), CSVLog.resume(out, 'probe_log.csv', step)
     if out: atomic_write_json(dict(cfg.to_dict(), resolved_optimizer=opt_settings, world_size=info.world_size), out/'config.json')
     tb = TBLog(out if cfg.tensorboard else None, start_step=step, batch_size=cfg.batch_size)   # live curves (08f)
     monitor, mlog = None, CSVLog()
@@ -413,8 +429,7 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
         if out: atomic_write_json(split, out/'monitor_split.json')
         val = monitor.splits['val'][1]
         diag_images = (val.images[:512] if hasattr(val, 'images') else torch.stack([val[i][0] for i in range(min(512, len(val)))])).to(device)
-        mlog = CSVLog(out/'monitor.csv' if out else None, CSVLog.read(out/'monitor.csv', step + 1) if (out and state) else [])
-        if out and state and mlog.path.exists(): atomic_write(mlog.path, pd.DataFrame(mlog.rows).to_csv(index=False) if mlog.rows else '')
+        mlog = CSVLog.resume(out, 'monitor.csv', step + 1 if state else 0)   # the checkpoint's own step was watched
 
     def watch():
         "One monitor point: kNN on the validation (and transfer) splits, and the representation diagnostics."
@@ -492,15 +507,13 @@ def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
     bar.close()
     finished = finished or (epoch >= cfg.epochs)
     if not finished: save()                                   # stopped by max_steps: resumable from here
-    summary = {}
     if finished and cfg.out_dir is not None and (state is None or not state.get('finished', False)):
-        save(finished=True)
-        if out is not None:
+        if out is not None:                                   # final.pt first: a kill between the two leaves a run that
             atomic_torch_save(dict(config=cfg.to_dict(), backbone=method.backbone.state_dict(), method=method.state_dict(),
                                    calibrator=calibrator.state_dict() if calibrator is not None else None), out/'final.pt')
-    if out is not None and (out/'summary.json').exists() and steps_run == 0:
-        summary = json.loads((out/'summary.json').read_text())
-    else:
+        save(finished=True)                                   # is not yet marked finished, so a rerun writes final.pt
+    summary = _saved_summary(out) if out is not None and steps_run == 0 else None
+    if summary is None:                                       # trained now, or the saved one is missing or damaged
         lf = log.frame()
         last = lf[lf.epoch == lf.epoch.max()] if len(lf) else lf
         summary = dict(steps=step, epochs_done=epoch, finished=finished, total_steps=total, seconds=time.time() - t_start,
