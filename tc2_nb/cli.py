@@ -7,8 +7,7 @@ notebook. It is the same `run_experiment` the papermill notebook calls, and what
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
-import yaml
-from .core import ConfigError, RunLockedError, get_device, check_writable
+from .core import ConfigError, get_device, check_writable, load_yaml, run_cli
 from .experiment import split_params, validate_experiment, run_experiment, run_finished
 
 # %% auto #0
@@ -21,7 +20,7 @@ def parse_overrides(items:list[str]) -> dict:
     for item in items or []:
         if '=' not in item: raise ConfigError(f"--set {item!r}: expected key=value")
         k, v = item.split('=', 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = load_yaml(v, f"--set {item!r}")
     return out
 
 def load_params(config:str|None, overrides:list[str]|None=None) -> dict:
@@ -30,7 +29,7 @@ def load_params(config:str|None, overrides:list[str]|None=None) -> dict:
     if config:
         path = Path(config)
         if not path.exists(): raise ConfigError(f"config file {config!r} does not exist")
-        params = yaml.safe_load(path.read_text()) or {}
+        params = load_yaml(path.read_text(), f"config file {config!r}") or {}
         if not isinstance(params, dict): raise ConfigError(f"config file {config!r} must hold a mapping of keys to values")
     params.update(parse_overrides(overrides))
     return params
@@ -44,22 +43,21 @@ def _follow_rank0(cfg) -> int:
     return 0
 
 def main(argv=None) -> int:
-    "Entry point of `tc2-train CONFIG.yaml [--set key=value ...] [--check]`."
+    "Entry point of `tc2-train CONFIG.yaml [--set key=value ...] [--check] [--debug]`."
     p = argparse.ArgumentParser(prog='tc2-train', description='Pre-train (base or TC²) and evaluate one run.')
     p.add_argument('config', nargs='?', help='YAML file of experiment parameters (TrainConfig keys + evaluation keys)')
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override parameters (values parsed as YAML)')
     p.add_argument('--check', action='store_true', help='validate the parameters and the data, then exit')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
     a = p.parse_args(argv)
-    try:
-        params = load_params(a.config, a.set)
-        cfg, exp = split_params(params)
-        validate_experiment(cfg, exp)
-    except ConfigError as e:
-        print(f"tc2-train: {e}", file=sys.stderr); return 2
+    return run_cli('tc2-train', lambda: _train(a), a.debug)
+
+def _train(a) -> int:
+    params = load_params(a.config, a.set)
+    cfg, exp = split_params(params)
+    validate_experiment(cfg, exp)
     if a.check:
-        if cfg.out_dir is not None:
-            try: check_writable(cfg.out_dir)
-            except ConfigError as e: print(f"tc2-train: {e}", file=sys.stderr); return 2
+        if cfg.out_dir is not None: check_writable(cfg.out_dir)
         print('tc2-train: configuration and data OK' + (f"; {cfg.out_dir} is writable" if cfg.out_dir else '')); return 0
     from tc2_nb.distributed import dist_info, init_distributed
     import torch.distributed as dist
@@ -68,10 +66,7 @@ def main(argv=None) -> int:
         if info.distributed:                                      # launched by torchrun
             info = init_distributed('nccl' if get_device(cfg.device).type == 'cuda' else 'gloo')
             if not info.is_main: return _follow_rank0(cfg)
-        try: df = run_experiment(params)
-        except (ConfigError, RunLockedError) as e:       # a refused folder or checkpoint: a message, not a traceback
-            print(f"tc2-train: {e}", file=sys.stderr); return 2
-        print(df.to_string(index=False))
+        print(run_experiment(params).to_string(index=False))
         return 0
     finally:
         if info.distributed and dist.is_initialized(): dist.destroy_process_group()

@@ -12,9 +12,9 @@ import torch
 
 # %% auto #0
 __all__ = ['ConfigError', 'check_choice', 'check_range', 'Registry', 'get_device', 'seed_everything', 'atomic_write',
-           'atomic_torch_save', 'atomic_write_json', 'CheckpointError', 'load_checkpoint', 'nonfinite_tensors',
-           'DamagedFileError', 'read_json', 'remove_stale_temps', 'RunLockedError', 'lock_holder', 'open_in_run',
-           'run_lock', 'is_locked', 'check_writable', 'data_home']
+           'WriteError', 'atomic_torch_save', 'atomic_write_json', 'CheckpointError', 'load_checkpoint',
+           'nonfinite_tensors', 'DamagedFileError', 'read_json', 'remove_stale_temps', 'load_yaml', 'RunLockedError',
+           'lock_holder', 'open_in_run', 'run_lock', 'is_locked', 'check_writable', 'run_cli', 'data_home']
 
 # %% ../nbs/00_core.ipynb #3ff6254a
 class ConfigError(ValueError):
@@ -91,10 +91,18 @@ def atomic_write(path, data:bytes|str|Callable[[io.BufferedWriter], Any]):
             f.flush(); os.fsync(f.fileno())
         _fault_point(path.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
-        raise
+        if not isinstance(e, (OSError, RuntimeError)) or isinstance(e, WriteError): raise
+        import shutil                                  # torch.save on a full disk says "[enforce fail at ...]": name the file
+        free = shutil.disk_usage(path.parent).free
+        why = ' '.join(str(e).split()) or type(e).__name__
+        raise WriteError(f"could not write {str(path)!r} ({why}); {free / 2**20:.1f} MiB free there; "
+                         f"the previous {path.name}, if any, is intact: free space or choose another folder") from e
     return path
+
+class WriteError(OSError):
+    "A file could not be written (disk full, quota, a read-only folder); the message names it."
 
 def atomic_torch_save(obj, path):
     "`torch.save` through `atomic_write`."
@@ -146,6 +154,23 @@ def remove_stale_temps(out_dir, names:Iterable[str]) -> list[Path]:
     gone = [t for n in names for t in Path(out_dir).glob(f'.{n}.*.tmp') if t.is_file()]
     for t in gone: t.unlink(missing_ok=True)
     return gone
+
+# %% ../nbs/00_core.ipynb #0446653f
+import re, yaml
+
+class _YAMLLoader(yaml.SafeLoader):
+    "Safe YAML (no Python objects) that reads 1e6, 1E-3 and .5e2 as floats, as YAML 1.2 does."
+_YAMLLoader.add_implicit_resolver('tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$'), list('-+0123456789.'))
+
+def load_yaml(text:str, source:str='YAML'):
+    "Parse `text`; a syntax error, a tab or a Python tag raises `ConfigError` naming `source`, the line and the column."
+    try: return yaml.load(text, Loader=_YAMLLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
+        what = ' '.join(str(getattr(e, 'problem', None) or e).split())
+        raise ConfigError(f"{source} is not valid YAML{where}: {what}") from None
 
 # %% ../nbs/00_core.ipynb #b165d07d
 class RunLockedError(RuntimeError):
@@ -221,6 +246,21 @@ def check_writable(out_dir, key:str='out_dir') -> Path:
         raise ConfigError(f"{key}={str(out_dir)!r} is not writable: cannot create a file in {str(probe)!r} "
                           f"({e.strerror or e}); choose a writable folder") from None
     return out
+
+# %% ../nbs/00_core.ipynb #210bb3b0
+def run_cli(prog:str, body:Callable[[], int], debug:bool=False) -> int:
+    "Run a command's `body`; errors become one line on stderr (exit 2 when refused, else 1), unless `debug`."
+    import sys
+    try: return body()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr); return 130
+    except Exception as e:
+        if debug: raise
+        refused = isinstance(e, (ConfigError, RunLockedError))
+        msg = ' '.join(str(e).split()) or type(e).__name__
+        print(f"{prog}: {msg}" if refused else f"{prog}: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 2 if refused else 1
 
 # %% ../nbs/00_core.ipynb #fd72a176
 def data_home() -> Path:

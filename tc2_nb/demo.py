@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from .sweep import run_sweep, papermill_runner, collect, mean_std_table, paired_deltas, delta_plot, format_deltas
 from .experiment import run_experiment
+from .core import run_cli
 
 # %% auto #0
 __all__ = ['DEMO_BASE', 'DEMO_GRID', 'QUICK', 'demo_verdict', 'run_demo', 'main']
@@ -71,7 +72,9 @@ def main(argv=None):
     p.add_argument('--out', default='runs/demo', help='output folder (finished runs are reused)')
     p.add_argument('--quick', action='store_true', help='a one-minute version (tiny data, one epoch)')
     p.add_argument('--no-papermill', action='store_true', help='run in this process instead of executing the notebook')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
     a = p.parse_args(argv)
-    res = run_demo(a.out, quick=a.quick, use_papermill=not a.no_papermill)
-    failed = res['status'][res['status'].status == 'failed']
-    return 1 if len(failed) else 0
+    def body() -> int:
+        res = run_demo(a.out, quick=a.quick, use_papermill=not a.no_papermill)
+        return 1 if (res['status'].status == 'failed').any() else 0
+    return run_cli('tc2-demo', body, a.debug)

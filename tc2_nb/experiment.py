@@ -6,12 +6,12 @@ write everything into the run's folder. The papermill notebook, the sweep runner
 
 # %% ../nbs/11_experiment.ipynb #cafc53e4
 from __future__ import annotations
-import csv, dataclasses, io, json, shutil, time, warnings
+import csv, dataclasses, inspect, io, json, shutil, time, warnings
 from pathlib import Path
 from typing import Callable
 import pandas as pd
 import torch
-from .core import (ConfigError, Registry, check_choice, atomic_write, atomic_write_json, run_lock, check_writable,
+from .core import (ConfigError, Registry, check_choice, check_range, atomic_write, atomic_write_json, run_lock, check_writable,
                          DamagedFileError, read_json, remove_stale_temps)
 from .train_config import TrainConfig
 from .tblog import TBLog
@@ -20,8 +20,8 @@ from . import evaluate as ev
 
 # %% auto #0
 __all__ = ['EXPERIMENT_DEFAULTS', 'EVALS', 'ID_COLUMNS', 'EXPERIMENT_FILES', 'split_params', 'experiment_params',
-           'eval_in_domain', 'eval_transfer', 'eval_semi', 'validate_experiment', 'run_experiment', 'run_finished',
-           'read_results', 'plot_run']
+           'eval_in_domain', 'eval_transfer', 'eval_semi', 'check_eval_options', 'validate_experiment',
+           'run_experiment', 'run_finished', 'read_results', 'plot_run']
 
 # %% ../nbs/11_experiment.ipynb #62dd9af7
 EXPERIMENT_DEFAULTS = dict(
@@ -100,13 +100,42 @@ def _eval_datasets(name:str, cfg:TrainConfig, exp:dict) -> list[tuple[str, dict]
     if name == 'transfer': return [(n, {}) for n in exp['transfer_to']]
     return [(name, {**place, **o.get('data_options', {})})]
 
+# what each evaluation's options reach: its table function, then where its **kwargs go (checked before any compute)
+_EVAL_FNS = dict(in_domain=(ev.probe_table, ev.extract_features), transfer=(ev.probe_table, ev.extract_features),
+                 colored_mnist=(ev.colored_mnist_table, ev.environment_table, ev.extract_features),
+                 rotated_mnist=(ev.lodo_table, ev.leave_one_domain_out_table, ev.extract_features),
+                 officehome=(ev.lodo_table, ev.leave_one_domain_out_table, ev.extract_features),
+                 pacs=(ev.pacs_table, ev.domain_table, ev.extract_features), semi=(ev.semi_supervised_table, ev.finetune))
+_SET_BY_RUN = {'backbone', 'train_ds', 'test_ds', 'datasets', 'domains', 'test_envs', 'dataset', 'environment', 'name',
+               'seed', 'limit', 'indices', 'n_classes'}
+_OPTION_RANGES = dict(k=dict(lo=1), temperature=dict(lo=0, lo_open=True), val_fraction=dict(lo=0, hi=1, lo_open=True, hi_open=True),
+                      holdout=dict(lo=0, hi=1, lo_open=True, hi_open=True), batch_size=dict(lo=1), steps=dict(lo=1),
+                      l2_grid=dict(lo=0), rhos=dict(lo=0, hi=1), train_rho=dict(lo=0, hi=1), fractions=dict(lo=0, hi=1, lo_open=True),
+                      lr=dict(lo=0, lo_open=True), backbone_lr=dict(lo=0), num_workers=dict(lo=0))
+
+def check_eval_options(name:str, options) -> None:
+    "Raise `ConfigError` for an option of evaluation `name` that it does not take, or a value out of its range."
+    key = f"eval_options[{name!r}]"
+    if not isinstance(options, dict): raise ConfigError(f"{key}={options!r} must be a dict of options")
+    params = [inspect.signature(f).parameters.items() for f in _EVAL_FNS.get(name, ())]
+    allowed = {p for ps in params for p, v in ps if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)} - _SET_BY_RUN
+    unknown = sorted(set(options) - allowed)
+    if unknown: raise ConfigError(f"{key} has unknown options {unknown}; {name} takes {sorted(allowed)}")
+    for k, v in options.items():
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if k in _OPTION_RANGES:
+                if isinstance(x, bool) or not isinstance(x, (int, float)): raise ConfigError(f"{key}[{k!r}]={x!r} must be a number")
+                check_range(f"{key}[{k!r}]", x, **_OPTION_RANGES[k])
+            if k == 'probes': check_choice(f"{key}['probes']", x, ev.PROBES)
+
 def validate_experiment(cfg:TrainConfig, exp:dict, check_data:bool=True) -> None:
     "Check the run's config and evaluation settings, and (`check_data`) that every dataset can be found, before any compute."
     cfg.validate()
     if not isinstance(exp['evals'], (list, tuple)): raise ConfigError(f"evals={exp['evals']!r} must be a list of names from {sorted(EVALS)}")
     for e in exp['evals']: EVALS[e]
     for d in exp['transfer_to']: DATASETS[d]
-    for e in exp['eval_options']: check_choice('eval_options key', e, sorted(EVALS))
+    if not isinstance(exp['eval_options'], dict): raise ConfigError(f"eval_options={exp['eval_options']!r} must map evaluation names to option dicts")
+    for e, o in exp['eval_options'].items(): check_choice('eval_options key', e, sorted(EVALS)); check_eval_options(e, o)
     for k in ('eval_limit_train', 'eval_limit_test'):
         v = exp[k]
         if v is not None and (not isinstance(v, int) or v < 1): raise ConfigError(f"{k}={v!r} must be a positive integer or None")

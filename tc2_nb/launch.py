@@ -7,7 +7,7 @@ requeue pre-empted or timed-out points to resume from their own checkpoint, and 
 from __future__ import annotations
 import fcntl, json, os, re, subprocess, sys, time
 from pathlib import Path
-from .core import ConfigError, atomic_write_json, check_choice, is_locked
+from .core import ConfigError, atomic_write_json, check_choice, is_locked, run_cli
 from .experiment import run_finished
 from .sweep import expand_grid, run_name, run_sweep, papermill_runner, RESULTS, FAILED, PARAMS
 
@@ -327,8 +327,6 @@ def status_main(argv) -> int:
     from tc2_nb.sweep import load_sweep
     p = argparse.ArgumentParser(prog='tc2-sweep status', description="Each grid point's state: done, running, queued, failed, missing.")
     p.add_argument('sweep'); p.add_argument('--lines', type=int, default=8, help='log lines shown per failed point')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
     a = p.parse_args(argv)
-    try: s = load_sweep(a.sweep)
-    except ConfigError as e: print(f"tc2-sweep: {e}"); return 2
-    print(print_status(sweep_status(s, a.lines)))
-    return 0
+    return run_cli('tc2-sweep', lambda: print(print_status(sweep_status(load_sweep(a.sweep), a.lines))) or 0, a.debug)

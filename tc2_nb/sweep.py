@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder, DamagedFileError
+from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder, DamagedFileError, load_yaml, run_cli
 
 # %% auto #0
 __all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'run_sweep', 'default_kernel',
@@ -238,10 +238,10 @@ SWEEP_KEYS = ('out_root', 'notebook', 'config', 'base', 'grid', 'kernel', 'slurm
 
 def load_sweep(path) -> dict:
     "Read a sweep file; unknown keys are an error."
-    import yaml
     path = Path(path)
     if not path.exists(): raise ConfigError(f"sweep file {str(path)!r} does not exist")
-    s = yaml.safe_load(path.read_text()) or {}
+    s = load_yaml(path.read_text(), f"sweep file {str(path)!r}") or {}
+    if not isinstance(s, dict): raise ConfigError(f"sweep file {str(path)!r} must hold a mapping of keys to values")
     unknown = sorted(set(s) - set(SWEEP_KEYS))
     if unknown: raise ConfigError(f"sweep file {str(path)!r} has unknown keys {unknown}; allowed: {list(SWEEP_KEYS)}")
     if 'grid' not in s or 'out_root' not in s: raise ConfigError(f"sweep file {str(path)!r} needs 'grid' and 'out_root'")
@@ -250,7 +250,7 @@ def load_sweep(path) -> dict:
         cfg = Path(s['config'])
         if not cfg.is_absolute() and not cfg.exists(): cfg = path.parent/cfg
         if not cfg.exists(): raise ConfigError(f"config {s['config']!r} named by {str(path)!r} does not exist")
-        base = yaml.safe_load(cfg.read_text()) or {}
+        base = load_yaml(cfg.read_text(), f"config file {str(cfg)!r}") or {}
     s['base'] = {**base, **(s.get('base') or {})}
     return s
 
@@ -304,26 +304,27 @@ def report(out_root, control='base') -> dict:
 def sweep_main(argv=None) -> int:
     "Entry point of `tc2-sweep SWEEP.yaml [--report-only] [--executor slurm|local|debug]`, `tc2-sweep status|report SWEEP.yaml`."
     import argparse, sys
-    from tc2_nb.launch import add_launch_args, launch_main, status_main, point_runner
+    from tc2_nb.launch import add_launch_args, status_main
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['status']: return status_main(argv[1:])
     if argv[:1] == ['report']: argv = argv[1:] + ['--report-only']
     p = argparse.ArgumentParser(prog='tc2-sweep', description='Run a grid of experiments, then aggregate it.')
     p.add_argument('sweep', help='sweep YAML file (out_root, notebook, config, base, grid)')
     p.add_argument('--report-only', action='store_true', help='only aggregate the runs already finished')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
     add_launch_args(p)
     a = p.parse_args(argv)
-    try:
-        s = load_sweep(a.sweep); check_sweep(s)
-    except ConfigError as e:
-        print(f"tc2-sweep: {e}"); return 2
+    return run_cli('tc2-sweep', lambda: _sweep(a), a.debug)
+
+def _sweep(a) -> int:
+    from tc2_nb.launch import launch_main, point_runner
+    s = load_sweep(a.sweep); check_sweep(s)
     if a.executor and not a.report_only:
         rc = launch_main(s, a)
         if a.executor == 'slurm' and not a.wait: return rc
     elif not a.report_only:
         status = run_sweep(point_runner(s), s['base'], s['grid'], s['out_root'])
         print(status.to_string(index=False))
-    try: res = report(s['out_root'])
-    except ConfigError as e: print(f"tc2-sweep: {e}"); return 1
+    res = report(s['out_root'])
     print(res['table'].to_string())
     return 0

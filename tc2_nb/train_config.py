@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
 import torch
-from .core import ConfigError, check_choice, check_range, get_device
+from .core import ConfigError, check_choice, check_range, get_device, load_yaml
 from .distributed import dist_info
 
 # %% auto #0
@@ -142,10 +142,9 @@ def _from_dict(cls, d:dict, source:str='config') -> TrainConfig:
 @classmethod
 def _from_yaml(cls, path) -> TrainConfig:
     "Read a YAML file of TrainConfig keys; unknown keys raise `ConfigError` naming them."
-    import yaml
     path = Path(path)
     if not path.exists(): raise ConfigError(f"config file {str(path)!r} does not exist")
-    return cls.from_dict(yaml.safe_load(path.read_text()) or {}, source=f"config file {str(path)!r}")
+    return cls.from_dict(load_yaml(path.read_text(), f"config file {str(path)!r}") or {}, source=f"config file {str(path)!r}")
 
 def _to_yaml(self, path=None) -> str:
     import yaml

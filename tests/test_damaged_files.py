@@ -86,5 +86,5 @@ def test_report_leaves_out_a_torn_point_and_says_so(finished, tmp_path, capsys):
     assert set(df.run) == {'variant=TC2__seed=0'} and df.value.notna().all() and set(df.metric) == {'knn_top1', 'linear_top1'}
     empty = tmp_path/'nothing'; empty.mkdir()
     sw = tmp_path/'s.yaml'; sw.write_text(f"out_root: {empty}\nnotebook: none\nbase: {{}}\ngrid: {{seed: [0]}}\n")
-    assert sweep_main(['report', str(sw)]) == 1
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('tc2-sweep: no finished run under')
+    assert sweep_main(['report', str(sw)]) == 2
+    assert capsys.readouterr().err == f"tc2-sweep: no finished run under {str(empty)!r} to report yet (a failed run leaves failed.json)\n"

@@ -197,3 +197,17 @@ def test_symlinked_run_file_is_refused_and_its_target_kept(tmp_path, name):
     with pytest.raises(ConfigError, match=f"{name}' is a symbolic link"):
         pretrain(_cfg('simclr', 'TC2', out_dir=str(out), max_steps=2), DS)
     assert victim.read_text() == 'keep\n'
+
+
+def test_disk_full_during_a_checkpoint_names_the_file(tmp_path):
+    "A full disk mid-checkpoint: one line that names checkpoint.pt (not torch's '[enforce fail at ...]'), exit 1."
+    full = tmp_path/'full'; full.mkdir()
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', str(full)]).returncode:
+        pytest.skip('needs root to mount a small tmpfs')
+    try:
+        r = _cli(cfg=dict(TINY, out_dir=str(full/'run')), tmp=tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr[-1500:]
+        assert "could not write" in lines[-1] and "checkpoint.pt'" in lines[-1] and 'MiB free there' in lines[-1], lines[-1]
+        assert not list((full/'run').glob('.*.tmp'))
+    finally: subprocess.run(['umount', str(full)])
