@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node SLURM on this machine, for tests and trying the cluster path: munged (own generated key),
-# slurmctld and slurmd, as root, without systemd. Everything lives in $TC2_SLURM_DIR (default /tmp/tc2_slurm).
+# slurmctld and slurmd, as root, without systemd. Everything lives in $TC2_SLURM_DIR (default /tmp/tc2_slurm), on ports
+# $TC2_SLURMCTLD_PORT and $TC2_SLURMD_PORT (default 6817, 6818): a test run gives each its own, so that two runs on one
+# machine never share daemons (and `stop` stops only the daemons of its own folder).
 #   scripts/slurm_local.sh start   writes slurm.conf, starts the daemons, waits for the node; prints SLURM_CONF=...
 #   scripts/slurm_local.sh stop    stops the daemons by their own pid files
 #   scripts/slurm_local.sh env     prints SLURM_CONF=... (use: export "$(scripts/slurm_local.sh env)")
@@ -60,8 +62,8 @@ SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/slurmctld.log
 SlurmdLogFile=$DIR/slurmd.log
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=${TC2_SLURMCTLD_PORT:-6817}
+SlurmdPort=${TC2_SLURMD_PORT:-6818}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres

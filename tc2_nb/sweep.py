@@ -68,6 +68,8 @@ def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_r
                 rows.append(dict(point, run=d.name, status=f'running elsewhere (skipped): {lock_holder(d)}')); continue
             atomic_write_json(dict(params=params, error=repr(e), traceback=traceback.format_exc()), d/FAILED)
             rows.append(dict(point, run=d.name, status='failed', error=repr(e), seconds=time.time()-t0))
+    for r in rows:             # the file says how points stand now, not when this process passed them by
+        if r['status'].startswith('running elsewhere') and run_finished(out_root/r['run']): r['status'] = 'done (elsewhere)'
     summary = pd.DataFrame(rows)
     atomic_write(out_root/'sweep_status.csv', summary.to_csv(index=False))
     return summary
@@ -86,11 +88,19 @@ def default_kernel() -> str:
 def _ipc_kernel_manager():
     """A Jupyter kernel manager that talks to its kernel over local IPC sockets instead of TCP: nothing listens on a port,
     and the kernel has no reason to print its 'running over TCP without encryption' warning on every start."""
+    import os, shutil, tempfile
     from jupyter_client.manager import KernelManager
     class IPCKernelManager(KernelManager):
         def __init__(self, **kw):
             super().__init__(**kw)
             self.transport = 'ipc'
+            # its own folder for the sockets: by default they are `kernel-ipc-N` in the current folder, and two sweep
+            # processes there raced for the same N (each kernel then saw the other's messages: "Invalid Signature")
+            self._ipc_dir = tempfile.mkdtemp(prefix='tc2_nb_kernel_')
+            self.ip = os.path.join(self._ipc_dir, 'ipc')
+        def cleanup_resources(self, restart=False):
+            super().cleanup_resources(restart=restart)
+            if not restart: shutil.rmtree(self._ipc_dir, ignore_errors=True)
     return IPCKernelManager
 
 def papermill_runner(notebook, kernel_name:str|None=None, executed_name:str='executed.ipynb'):

@@ -18,10 +18,23 @@ def same_threads(monkeypatch):
     references bit for bit: with 2 threads against 1 they differed by 1e-4 after 8 steps."""
     monkeypatch.setenv('OMP_NUM_THREADS', str(torch.get_num_threads()))
 
+def _free_ports(n:int) -> list[int]:
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks: s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks: s.close()
+    return ports
+
 @pytest.fixture(scope='module')
-def slurm():
-    "Start the local SLURM for this module's tests; always stop it."
-    r = subprocess.run([str(SCRIPT), 'start'], capture_output=True, text=True)
+def slurm(tmp_path_factory):
+    """Start a local SLURM of this test run's own (state folder and ports), so that a second test run on the machine
+    neither shares nor stops its daemons; always stop it."""
+    import tempfile
+    state = tempfile.mkdtemp(prefix='tc2_slurm_')            # short: munge's socket path must stay under 108 bytes
+    ctld, slurmd = _free_ports(2)
+    env = dict(os.environ, TC2_SLURM_DIR=state, TC2_SLURMCTLD_PORT=str(ctld), TC2_SLURMD_PORT=str(slurmd))
+    r = subprocess.run([str(SCRIPT), 'start'], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         print(f"SLURM tests skipped: {r.stderr.strip()}")
         pytest.skip(f"SLURM cannot start here: {r.stderr.strip()}")
@@ -29,7 +42,8 @@ def slurm():
     old = os.environ.get('SLURM_CONF'); os.environ['SLURM_CONF'] = conf
     try: yield conf
     finally:
-        subprocess.run([str(SCRIPT), 'stop'], capture_output=True)
+        subprocess.run([str(SCRIPT), 'stop'], capture_output=True, env=env)
+        __import__('shutil').rmtree(state, ignore_errors=True)
         if old is None: os.environ.pop('SLURM_CONF', None)
         else: os.environ['SLURM_CONF'] = old
 

@@ -96,8 +96,10 @@ def momentum_copy(module:nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update(target:nn.Module, online:nn.Module, tau:float):
-    "ξ ← τ ξ + (1 − τ) θ for every parameter pair of `target` (ξ) and `online` (θ)."
-    for t, o in zip(target.parameters(), online.parameters()): t.mul_(tau).add_(o.detach(), alpha=1 - tau)
+    "ξ ← τ ξ + (1 − τ) θ for every parameter pair of `target` (ξ) and `online` (θ): two `_foreach_` calls, not a loop."
+    ts, os_ = list(target.parameters()), [o.detach() for o in online.parameters()]
+    torch._foreach_mul_(ts, tau)
+    torch._foreach_add_(ts, os_, alpha=1 - tau)
 
 # %% ../../nbs/06_methods.ipynb #fdf57cb6
 def toy_augment(x:torch.Tensor, m:int, generator:torch.Generator|None=None) -> torch.Tensor:
