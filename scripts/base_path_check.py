@@ -2,7 +2,7 @@
 50-step base run of each method at the commit that landed its rows and at another commit (default: HEAD) must end with
 bitwise-equal parameters. A rerun of the whole 1,170-step run on another machine is no such check: float differences
 between CPUs grow over the run. Each side runs in its own git worktree and process (one thread).
-Usage: python scripts/base_path_check.py [--steps 50] [--against HEAD] [--out results/verdict/base_path_check.csv]"""
+Usage: python scripts/base_path_check.py [--steps 50] [--against HEAD] [--methods simclr byol barlow_twins] [--out FILE]"""
 import argparse, json, os, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
@@ -40,6 +40,7 @@ def main():
     ap.add_argument('--steps', type=int, default=50)
     ap.add_argument('--against', default='HEAD')
     ap.add_argument('--out', default='results/verdict/base_path_check.csv')
+    ap.add_argument('--methods', nargs='+', default=list(ROWS), choices=list(ROWS))
     a = ap.parse_args()
     import torch, pandas as pd
     against = subprocess.run(['git', 'rev-parse', '--short', a.against], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -47,7 +48,8 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         try:
-            for method, (commit, settings) in ROWS.items():
+            for method in a.methods:
+                commit, settings = ROWS[method]
                 old, new = (torch.load(run_at(c, method, settings, a.steps, work), weights_only=True) for c in (commit, against))
                 diff = max((old[k] - new[k]).abs().max().item() for k in old if old[k].is_floating_point())
                 rows.append(dict(method=method, rows_commit=commit, against=against, steps=a.steps, tensors=len(old),
