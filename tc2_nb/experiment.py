@@ -132,8 +132,11 @@ def validate_experiment(cfg:TrainConfig, exp:dict, check_data:bool=True) -> None
     "Check the run's config and evaluation settings, and (`check_data`) that every dataset can be found, before any compute."
     cfg.validate()
     if not isinstance(exp['evals'], (list, tuple)): raise ConfigError(f"evals={exp['evals']!r} must be a list of names from {sorted(EVALS)}")
-    for e in exp['evals']: EVALS[e]
-    for d in exp['transfer_to']: DATASETS[d]
+    for e in exp['evals']:
+        if e not in EVALS: raise ConfigError(f"evals={list(exp['evals'])!r}: unknown evaluation {e!r}; choose from {sorted(EVALS)}")
+    if not isinstance(exp['transfer_to'], (list, tuple)): raise ConfigError(f"transfer_to={exp['transfer_to']!r} must be a list of dataset names, e.g. ['mnist']")
+    for d in exp['transfer_to']:
+        if d not in DATASETS: raise ConfigError(f"transfer_to={list(exp['transfer_to'])!r}: unknown dataset {d!r}; choose from {sorted(DATASETS)}")
     if not isinstance(exp['eval_options'], dict): raise ConfigError(f"eval_options={exp['eval_options']!r} must map evaluation names to option dicts")
     for e, o in exp['eval_options'].items(): check_choice('eval_options key', e, sorted(EVALS)); check_eval_options(e, o)
     for k in ('eval_limit_train', 'eval_limit_test'):

@@ -194,12 +194,13 @@ def _check_static(c:TrainConfig):
     for k in ('lr', 'weight_decay', 'warmup_epochs'): _pos(k, getattr(c, k), allow_none=True, lo_open=(k == 'lr'))
     for k in ('beta1', 'lars_eta'): _pos(k, getattr(c, k))
     for k in ('lambda_s', 'lambda_1'): _pos(k, getattr(c, k), lo_open=False)
-    check_range('momentum', c.momentum, 0, 1, hi_open=True)
+    _pos('momentum', c.momentum, lo_open=False); check_range('momentum', c.momentum, 0, 1, hi_open=True)
     if len(c.alphas) != 4: raise ConfigError(f"alphas={list(c.alphas)!r} must be one number or four (α1, α2, α3, α4)")
     for i, a in enumerate(c.alphas): _pos(f"alphas[{i}] (α{i+1})", a)
     if c.warmup_epochs is not None and c.warmup_epochs >= c.epochs:
         raise ConfigError(f"warmup_epochs={c.warmup_epochs!r} must be smaller than epochs={c.epochs}")
-    for k in ('global_batch', 'sync_bn', 'channels_last', 'compile', 'calib_normalize', 'calib_residual', 'calibrate_targets'):
+    for k in ('global_batch', 'sync_bn', 'channels_last', 'compile', 'calib_normalize', 'calib_residual', 'calibrate_targets',
+              'second_order', 'lars_clip', 'exclude_bias_n_norm', 'amp', 'deterministic', 'resume', 'fresh', 'progress', 'tensorboard'):
         if not isinstance(getattr(c, k), bool): raise ConfigError(f"{k}={getattr(c, k)!r} must be true or false")
     _pos('task_shards', c.task_shards, integer=True, allow_none=True)
     if c.restore_norm not in (None, True, False, 'batch') or isinstance(c.restore_norm, (int, float)) and not isinstance(c.restore_norm, bool):
@@ -226,7 +227,9 @@ def _check_static(c:TrainConfig):
         if per // c.n_tasks < 2:
             raise ConfigError(f"batch_size={c.batch_size} gives {per // c.n_tasks} image per task with n_tasks={c.n_tasks}{where}; need >= 2")
     if uses_tasks(c.variant):
-        check_range('n_support', c.n_support, lo=1, hi=c.n_views, hi_open=True)
+        if not 1 <= c.n_support < c.n_views:
+            raise ConfigError(f"n_support={c.n_support} is out of range with n_views={c.n_views}: the support set takes m' of an image's m views "
+                              f"and the query set the rest, so need 1 <= n_support < n_views")
         if c.n_views - c.n_support < 1: raise ConfigError(f"n_support={c.n_support} leaves no query view of n_views={c.n_views}")
         if c.query_loss == 'sse' and c.n_views - c.n_support < 2:
             raise ConfigError(f"query_loss='sse' compares query views of one image: need n_views - n_support >= 2, "
@@ -252,9 +255,8 @@ def _check_names(c:TrainConfig, method=True, dataset=True):
     if dataset:
         from tc2_nb.data import DATASETS
         check_choice('dataset', c.dataset, DATASETS)
-    if c.monitor_every:
-        from tc2_nb.data import DATASETS
-        for n in c.monitor_transfer: check_choice('monitor_transfer dataset', n, DATASETS)
+    from tc2_nb.data import DATASETS
+    for n in c.monitor_transfer: check_choice('monitor_transfer dataset', n, DATASETS)
 
 # (channels, image size) of the registered datasets, known without loading them
 DATASET_SHAPES = {'fashion_mnist': (1, 28), 'mnist': (1, 28), 'rotated_mnist': (1, 28), 'colored_mnist': (3, 28),
