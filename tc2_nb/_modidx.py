@@ -606,6 +606,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'tc2_nb.train_config._validate': ('train_config.html#_validate', 'tc2_nb/train_config.py'),
                                      'tc2_nb.train_config.available_memory': ( 'train_config.html#available_memory',
                                                                                'tc2_nb/train_config.py'),
+                                     'tc2_nb.train_config.check_activation_memory': ( 'train_config.html#check_activation_memory',
+                                                                                      'tc2_nb/train_config.py'),
                                      'tc2_nb.train_config.check_factors': ('train_config.html#check_factors', 'tc2_nb/train_config.py'),
                                      'tc2_nb.train_config.check_view_memory': ( 'train_config.html#check_view_memory',
                                                                                 'tc2_nb/train_config.py'),

@@ -14,9 +14,9 @@ from .core import ConfigError, check_choice, check_range, get_device, load_yaml
 from .distributed import dist_info
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'DATASET_SHAPES', 'uses_tasks', 'uses_calibration',
-           'uses_inner_step', 'TrainConfig', 'check_views_per_set', 'available_memory', 'check_view_memory',
-           'check_factors']
+__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'DATASET_SHAPES', 'ACTIVATION_MARGIN', 'uses_tasks',
+           'uses_calibration', 'uses_inner_step', 'TrainConfig', 'check_views_per_set', 'available_memory',
+           'check_view_memory', 'check_activation_memory', 'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
@@ -270,7 +270,8 @@ def _dataset_shape(c:TrainConfig) -> tuple[int, int]:
 
 def _same_views(x, m, generator=None): return x[:, None].expand(-1, m, *x.shape[1:])
 
-def _embed_dim(c:TrainConfig, channels:int, image_size:int, device:str) -> int:
+def _embed_dim(c:TrainConfig, channels:int, image_size:int, device:str) -> tuple[int, float]:
+    "(d, numbers in the outputs of the model's layers per image): the second sizes the activations a step keeps."
     from tc2_nb.backbones import get_backbone
     from tc2_nb.methods import METHODS
     with torch.device(device), torch.no_grad():
@@ -282,9 +283,15 @@ def _embed_dim(c:TrainConfig, channels:int, image_size:int, device:str) -> int:
         except TypeError as e: raise ConfigError(f"method_kwargs={c.method_kwargs!r} do not fit method {c.method!r}: {e}") from e
         method.eval()
         views = method.make_views(torch.zeros(2, channels, image_size, image_size), 2, _same_views, None)
-        return method.embed(views).shape[-1]
+        sizes = []
+        hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if torch.is_tensor(o) else 0))
+                 for m in method.modules() if not list(m.children())]
+        try: d = method.embed(views).shape[-1]
+        finally:
+            for h in hooks: h.remove()
+        return d, sum(sizes) / views.shape[:2].numel()
 
-def _dry_run(c:TrainConfig, channels:int, image_size:int) -> int:
+def _dry_run(c:TrainConfig, channels:int, image_size:int) -> tuple[int, float]:
     """Build backbone and method and embed two images × two views; return `d` (z's last dim). On PyTorch's `meta`
     device first (no memory, no compute); methods with data-dependent shapes (MAE's masks) retry on the CPU."""
     try: return _embed_dim(c, channels, image_size, 'meta')
@@ -330,6 +337,18 @@ def check_view_memory(c:TrainConfig, channels:int, image_size:int, device=None, 
                           f"{need / 2**30:.1f} GiB for the augmentation buffer alone, but {have / 2**30:.1f} GiB are available "
                           f"on {device or 'cpu'}; lower batch_size or image_size (image_size={c.image_size!r} now)")
 
+ACTIVATION_MARGIN = 8     # layer outputs overcount what autograd keeps (in-place ops, AMP halves it): refuse only the clearly impossible
+
+def check_activation_memory(c:TrainConfig, per_image:float, device=None, world_size:int|None=None):
+    """Refuse a step whose activations clearly cannot fit: the layer outputs of one image (from the dry run) × the images a
+    step embeds, in float32, above `ACTIVATION_MARGIN` times the memory available now."""
+    images = (c.batch_size // (world_size or dist_info().world_size)) * max(c.n_views if uses_tasks(c.variant) else 2, 2)
+    need, have = per_image * images * 4, available_memory(device)
+    if need > ACTIVATION_MARGIN * have:
+        raise ConfigError(f"image_size={c.image_size!r} with batch_size={c.batch_size} ({images} views a step) needs about "
+                          f"{need / 2**30:,.0f} GiB of activations (estimated from a dry run of one image), {need / have:,.0f}× "
+                          f"the {have / 2**30:.1f} GiB available on {device or 'cpu'}; lower batch_size or image_size")
+
 def check_factors(n_factors:int, d:int|None):
     "`n_f` factors are columns of a `d × n_f` matrix with `VᵀV ≈ I`: there can be at most `d` of them."
     if d is not None and n_factors > d:
@@ -346,7 +365,8 @@ def _validate(self, method=True, dataset=True, dry_run=True) -> TrainConfig:
     ch, size = _dataset_shape(self) if dataset else (3, self.image_size or 32)
     check_view_memory(self, ch, size, get_device(self.device))
     if dry_run and method:
-        d = _dry_run(self, ch, size)
+        d, per_image = _dry_run(self, ch, size)
+        check_activation_memory(self, per_image, get_device(self.device))
         if uses_calibration(self.variant): check_factors(self.n_factors, d)
     return self
 

@@ -46,6 +46,9 @@ def test_payload_checkpoint_never_runs(tmp_path):
         pretrain(_cfg('byol', 'TC2', out_dir=str(out)), DS)           # resume
     with pytest.raises(CheckpointError, match='pickled Python objects'):
         load_backbone(out/'checkpoint.pt')
+    from tc2_nb.export import export_torchvision_resnet
+    with pytest.raises(CheckpointError, match='pickled Python objects'):           # export reads through load_backbone
+        export_torchvision_resnet(out/'checkpoint.pt', tmp_path/'r.pt')
     assert not (tmp_path/'pwned').exists()
     r = pretrain(_cfg('byol', 'TC2', out_dir=str(out), fresh=True), DS)   # fresh=True starts over
     assert r.finished and not (tmp_path/'pwned').exists()
