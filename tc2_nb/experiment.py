@@ -217,8 +217,8 @@ def _finished_results(out:Path, cfg:TrainConfig, exp:dict) -> pd.DataFrame|None:
 
 def _experiment_diff(saved:dict, cfg:TrainConfig, exp:dict) -> str:
     "The settings (not run control) that differ from a finished run's saved ones (`experiment.json`, or `config.json` without `exp`)."
-    from tc2_nb.train_config import RUN_CONTROL_KEYS
-    now, default = dict(cfg.to_dict(), **exp), dict(TrainConfig().to_dict(), **(EXPERIMENT_DEFAULTS if exp else {}))
+    from tc2_nb.train_config import RUN_CONTROL_KEYS, saved_defaults
+    now, default = dict(cfg.to_dict(), **exp), dict(saved_defaults(), **(EXPERIMENT_DEFAULTS if exp else {}))
     if not exp: saved = {k: v for k, v in saved.items() if k in default}
     keys = sorted(k for k in set(saved) | set(now) if k not in RUN_CONTROL_KEYS and saved.get(k, default.get(k)) != now.get(k, default.get(k)))
     return ', '.join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in keys)

@@ -14,9 +14,9 @@ from .core import ConfigError, check_choice, check_range, get_device, load_yaml
 from .distributed import dist_info
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'DATASET_SHAPES', 'ACTIVATION_MARGIN', 'uses_tasks',
-           'uses_calibration', 'uses_inner_step', 'TrainConfig', 'check_views_per_set', 'available_memory',
-           'check_view_memory', 'check_activation_memory', 'check_factors']
+__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'FORMER_DEFAULTS', 'DATASET_SHAPES',
+           'ACTIVATION_MARGIN', 'uses_tasks', 'uses_calibration', 'uses_inner_step', 'TrainConfig', 'saved_defaults',
+           'check_views_per_set', 'available_memory', 'check_view_memory', 'check_activation_memory', 'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
@@ -65,7 +65,7 @@ class TrainConfig:
     lambda_s: float = 1.0                  # weight of L_w in L_tc2 (Eq. 3)
     lambda_1: float = 0.1                  # L1 weight inside L_w (Eq. 2; the paper's 1 kills w)
     calib_normalize: bool = True           # f_w and S see L2-normalised z (the calibrator's `normalize`)
-    calib_residual: bool = False           # f_v, f_w around a fixed orthonormal frame, so ẑ = n(z) at the start (07_calibration)
+    calib_residual: bool = True            # f_v, f_w around a fixed orthonormal frame, so ẑ = n(z) at the start (07_calibration; chosen on validation, 19_verdict_study)
     restore_norm: bool|str|None = None     # ẑ's scale: False, True (each row's ‖z‖), 'batch' (z's batch spread); None: 'batch' for a scale_sensitive method, else False
     calibrate_targets: bool = True         # BYOL's targets, MoCo's keys and queue calibrated with the same V, f_w
     alphas: Any = (1e-3, 1e-3, 1e-3, 1e-3) # α1..α4: Adam step sizes of stage 1 (Eq. 4, 5)
@@ -121,6 +121,12 @@ class TrainConfig:
 
 # %% ../nbs/08a_train_config.ipynb #3bba5bc1
 RUN_CONTROL_KEYS = ('max_steps', 'resume', 'fresh', 'progress', 'device', 'num_workers', 'out_dir', 'log_every', 'tensorboard')
+# keys whose default changed: a saved configuration that lacks one (written before the key existed) ran at this value
+FORMER_DEFAULTS = {'calib_residual': False}
+
+def saved_defaults() -> dict:
+    "What a saved configuration that lacks a key ran at: today's default, or the former one where it changed."
+    return {**TrainConfig().to_dict(), **FORMER_DEFAULTS}
 
 # %% ../nbs/08a_train_config.ipynb #a0985d75
 def _fields() -> list: return [f.name for f in dataclasses.fields(TrainConfig)]

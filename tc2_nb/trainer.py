@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .core import (ConfigError, CheckpointError, get_device, seed_everything, atomic_torch_save, atomic_write_json,
                          atomic_write, open_in_run, load_checkpoint, DamagedFileError, read_json, remove_stale_temps,
                          nonfinite_tensors, run_lock, check_writable)
-from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, uses_tasks, uses_calibration, uses_inner_step, check_factors,
+from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, saved_defaults, uses_tasks, uses_calibration, uses_inner_step, check_factors,
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
 from .tblog import TBLog
@@ -232,7 +232,7 @@ def build_outer(cfg:TrainConfig, method, steps_per_epoch:int):
 RUN_FILES = ('checkpoint.pt', 'config.json', 'train_log.csv', 'probe_log.csv', 'final.pt', 'summary.json')
 
 def _config_diff(saved:dict, cfg:TrainConfig) -> list[str]:
-    now, default = cfg.to_dict(), TrainConfig().to_dict()     # a key added since the run was saved has its default there
+    now, default = cfg.to_dict(), saved_defaults()           # a key added since the run was saved: the value it ran at
     return sorted(k for k in set(saved) | set(now) if k not in RUN_CONTROL_KEYS and saved.get(k, default.get(k)) != now.get(k))
 
 def prepare_out_dir(cfg:TrainConfig, main:bool=True) -> dict|None:
