@@ -12,7 +12,7 @@ from typing import Callable
 import pandas as pd
 import torch
 from .core import (ConfigError, Registry, check_choice, check_range, atomic_write, atomic_write_json, run_lock, check_writable,
-                         DamagedFileError, read_json, remove_stale_temps)
+                         DamagedFileError, read_json, remove_stale_temps, load_checkpoint)
 from .train_config import TrainConfig
 from .tblog import TBLog
 from .data import DATASETS, get_dataset
@@ -21,7 +21,7 @@ from . import evaluate as ev
 # %% auto #0
 __all__ = ['EXPERIMENT_DEFAULTS', 'EVALS', 'ID_COLUMNS', 'EXPERIMENT_FILES', 'split_params', 'experiment_params',
            'eval_in_domain', 'eval_transfer', 'eval_semi', 'check_eval_options', 'validate_experiment',
-           'run_experiment', 'run_finished', 'read_results', 'plot_run']
+           'run_experiment', 'run_finished', 'read_results', 'plot_run', 'embedding_frame', 'plot_embedding']
 
 # %% ../nbs/11_experiment.ipynb #62dd9af7
 EXPERIMENT_DEFAULTS = dict(
@@ -260,4 +260,29 @@ def plot_run(out_dir, save:bool=True):
     if save:
         (out/'figures').mkdir(exist_ok=True)
         fig.savefig(out/'figures'/'training.png', dpi=80)
+    return fig
+
+# %% ../nbs/11_experiment.ipynb #c473aea7
+def embedding_frame(out_dir, n:int=2000, seed:int=0) -> pd.DataFrame:
+    "2-D t-SNE of the final backbone's features on ≤ `n` test images of the run's dataset: columns x, y, label."
+    from sklearn.manifold import TSNE
+    out = Path(out_dir)
+    ck = load_checkpoint(out/'final.pt')                                    # weights-only, as everywhere
+    cfg = TrainConfig.from_dict({**ck['config'], 'out_dir': None})
+    test = get_dataset(cfg.dataset, 'test', limit=n, **_data_options(cfg))
+    h, y = ev.extract_features(ev.load_backbone(ck), test)
+    xy = TSNE(2, init='pca', perplexity=min(30.0, (len(h) - 1) / 3), random_state=seed).fit_transform(h.numpy())
+    return pd.DataFrame(dict(x=xy[:, 0], y=xy[:, 1], label=y.numpy()))
+
+def plot_embedding(out_dir, n:int=2000, seed:int=0, save:bool=True):
+    "The run's embedding picture (`embedding_frame`), saved as `figures/embedding.png`."
+    import matplotlib.pyplot as plt, seaborn as sns
+    df = embedding_frame(out_dir, n, seed)
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    sns.scatterplot(data=df, x='x', y='y', hue='label', palette='tab10', s=6, linewidth=0, legend=False, ax=ax)
+    ax.set(title=f'h, t-SNE of {len(df)} test images', xticks=[], yticks=[], xlabel='', ylabel='')
+    fig.tight_layout()
+    if save:
+        (Path(out_dir)/'figures').mkdir(exist_ok=True)
+        fig.savefig(Path(out_dir)/'figures'/'embedding.png', dpi=80)
     return fig
