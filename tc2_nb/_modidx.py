@@ -327,6 +327,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'tc2_nb.experiment._pair': ('experiment.html#_pair', 'tc2_nb/experiment.py'),
                                    'tc2_nb.experiment._run_experiment': ('experiment.html#_run_experiment', 'tc2_nb/experiment.py'),
                                    'tc2_nb.experiment._suite_eval': ('experiment.html#_suite_eval', 'tc2_nb/experiment.py'),
+                                   'tc2_nb.experiment._zhat': ('experiment.html#_zhat', 'tc2_nb/experiment.py'),
                                    'tc2_nb.experiment.check_eval_options': ('experiment.html#check_eval_options', 'tc2_nb/experiment.py'),
                                    'tc2_nb.experiment.embedding_frame': ('experiment.html#embedding_frame', 'tc2_nb/experiment.py'),
                                    'tc2_nb.experiment.eval_in_domain': ('experiment.html#eval_in_domain', 'tc2_nb/experiment.py'),

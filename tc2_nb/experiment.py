@@ -263,24 +263,44 @@ def plot_run(out_dir, save:bool=True):
     return fig
 
 # %% ../nbs/11_experiment.ipynb #c473aea7
+def _zhat(ck:dict, cfg:TrainConfig, images:torch.Tensor, seed:int) -> torch.Tensor:
+    "ẑ of one seeded training-recipe view per image, through the run's final method and calibrator (as the monitor does)."
+    from tc2_nb.trainer import build_method, build_calibrator
+    from tc2_nb.views import make_augment
+    method = build_method(cfg, images.shape[1], images.shape[-1]); method.load_state_dict(ck['method']); method.eval()
+    augment = make_augment(method.recipe, images.shape[-1], images.shape[1], **cfg.augment_kwargs)
+    with torch.no_grad():
+        z = method.embed(method.make_views(images, 2, augment, torch.Generator().manual_seed(seed))).float()
+        cal = build_calibrator(cfg, z.shape[-1], method); cal.load_state_dict(ck['calibrator']); cal.eval()
+        return cal.calibrate(z, cal.factors(z.reshape(-1, z.shape[-1])), cal.weights(z))[:, 0]
+
 def embedding_frame(out_dir, n:int=2000, seed:int=0) -> pd.DataFrame:
-    "2-D t-SNE of the final backbone's features on ≤ `n` test images of the run's dataset: columns x, y, label."
+    """2-D t-SNE of the final backbone's features h on ≤ `n` test images of the run's dataset, and for a run with a
+    calibrator of its ẑ too: columns panel ('h' or 'ẑ'), x, y, label."""
     from sklearn.manifold import TSNE
     out = Path(out_dir)
     ck = load_checkpoint(out/'final.pt')                                    # weights-only, as everywhere
     cfg = TrainConfig.from_dict({**ck['config'], 'out_dir': None})
     test = get_dataset(cfg.dataset, 'test', limit=n, **_data_options(cfg))
     h, y = ev.extract_features(ev.load_backbone(ck), test)
-    xy = TSNE(2, init='pca', perplexity=min(30.0, (len(h) - 1) / 3), random_state=seed).fit_transform(h.numpy())
-    return pd.DataFrame(dict(x=xy[:, 0], y=xy[:, 1], label=y.numpy()))
+    feats = {'h': h}
+    if ck.get('calibrator') is not None:
+        images = test.images if hasattr(test, 'images') else torch.stack([test[i][0] for i in range(len(test))])
+        feats['ẑ'] = _zhat(ck, cfg, images, seed)
+    tsne = lambda f: TSNE(2, init='pca', perplexity=min(30.0, (len(f) - 1) / 3), random_state=seed).fit_transform(f.numpy())
+    return pd.concat([pd.DataFrame(dict(panel=k, x=xy[:, 0], y=xy[:, 1], label=y.numpy())) for k, xy in
+                      ((k, tsne(f)) for k, f in feats.items())], ignore_index=True)
 
 def plot_embedding(out_dir, n:int=2000, seed:int=0, save:bool=True):
-    "The run's embedding picture (`embedding_frame`), saved as `figures/embedding.png`."
+    "The run's embedding picture (`embedding_frame`), one panel each for h and (TC²) ẑ, saved as `figures/embedding.png`."
     import matplotlib.pyplot as plt, seaborn as sns
     df = embedding_frame(out_dir, n, seed)
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    sns.scatterplot(data=df, x='x', y='y', hue='label', palette='tab10', s=6, linewidth=0, legend=False, ax=ax)
-    ax.set(title=f'h, t-SNE of {len(df)} test images', xticks=[], yticks=[], xlabel='', ylabel='')
+    panels = list(dict.fromkeys(df.panel))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    for ax, k in zip(axes[0], panels):
+        d = df[df.panel == k]
+        sns.scatterplot(data=d, x='x', y='y', hue='label', palette='tab10', s=6, linewidth=0, legend=False, ax=ax)
+        ax.set(title=f'{k}, t-SNE of {len(d)} test images', xticks=[], yticks=[], xlabel='', ylabel='')
     fig.tight_layout()
     if save:
         (Path(out_dir)/'figures').mkdir(exist_ok=True)
