@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import ConfigError, check_choice, check_range
+from .losses import matched_shuffled_terms
 
 # %% auto #0
 __all__ = ['batch_stats', 'FactorNet', 'WeightNet', 'default_hidden', 'factor_loss', 'weight_loss', 'Calibrator',
@@ -203,27 +204,12 @@ def sparse_factor_data(n, d, r, seed, p=0.3):
     return F.normalize(C @ U.T + 1e-3 * torch.randn(n, d, generator=g), dim=-1), U
 
 # %% ../nbs/07_calibration.ipynb #506d159b
-def _off_diag(c): return c.flatten()[:-1].view(len(c) - 1, len(c) + 1)[:, 1:].flatten()
-
 def loss_terms(method, z:torch.Tensor, t=None) -> dict:
-    "Two named terms of `method`'s loss on `z` (B, v>=2, ..., d) with target `t` (see above); views 0 and 1."
-    name = type(method).__name__
-    z1, z2 = z[:, 0].float(), z[:, 1].float() if z.shape[1] > 1 else None
-    if name == 'VICReg':
-        c = method.coeffs
-        return dict(invariance=c['sim_coeff'] * F.mse_loss(z1, z2),
-                    variance=c['std_coeff'] * sum(F.relu(1 - torch.sqrt(x.var(0) + 1e-4)).mean() for x in (z1, z2)) / 2)
-    if name == 'BarlowTwins':
-        std = lambda x: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
-        cc = std(z1).T @ std(z2) / len(z1)
-        return dict(on_diagonal=(torch.diagonal(cc) - 1).pow(2).sum(), off_diagonal=method.lambda_ * _off_diag(cc).pow(2).sum())
-    if name == 'SimCLR':
-        align = F.cosine_similarity(z1, z2, dim=-1).mean() / method.temperature
-        return dict(alignment=align, uniformity=method.loss(z[:, :2]) + align)
-    perm = torch.roll(torch.arange(len(z)), 1)
-    zs = z[perm] if z2 is None or name == 'MAE' else torch.stack([z[:, 0], z[perm, 1]], 1)
-    shift = 1.0 if name == 'SimSiam' else 0.0          # SimSiam's −cos as the distance 1 − cos, so both terms are > 0
-    return dict(matched=method.loss(z, t) + shift, shuffled=method.loss(zs, t) + shift)
+    """Two named terms of `method`'s loss on `z` (B, v>=2, ..., d) with target `t` (see above); views 0 and 1. Each method
+    says how its loss splits (its `loss_terms` hook), so calibration names no method; a module without the hook gets the
+    matched-vs-shuffled split."""
+    hook = getattr(method, 'loss_terms', None)
+    return hook(z, t) if hook is not None else matched_shuffled_terms(method.loss, z, t)
 
 def default_restore_norm(method) -> bool|str:
     "The `restore_norm` a method gets by default: `'batch'` when its loss is `scale_sensitive`, else False."

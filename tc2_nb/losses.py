@@ -13,7 +13,8 @@ from .core import ConfigError
 
 # %% auto #0
 __all__ = ['pairwise_mean', 'fp32', 'nt_xent', 'infonce', 'moco_loss', 'negative_cosine', 'normalized_mse', 'byol_loss',
-           'simsiam_loss', 'barlow_twins', 'vicreg', 'sinkhorn', 'swav_loss', 'normalize_patches', 'mae_loss']
+           'simsiam_loss', 'barlow_twins', 'vicreg', 'sinkhorn', 'swav_loss', 'normalize_patches', 'mae_loss',
+           'barlow_twins_terms', 'vicreg_terms', 'matched_shuffled_terms']
 
 # %% ../nbs/05_losses.ipynb #5d64135c
 def pairwise_mean(fn, *xs:torch.Tensor) -> torch.Tensor:
@@ -139,3 +140,22 @@ def mae_loss(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_pix
     per_patch = (pred - target).pow(2).mean(-1)
     m = mask.to(per_patch.dtype)
     return (per_patch * m).sum() / m.sum().clamp_min(1)
+
+# %% ../nbs/05_losses.ipynb #bec95edf
+def barlow_twins_terms(z1:torch.Tensor, z2:torch.Tensor, lambda_:float) -> dict:
+    "Barlow Twins' two sums: the cross-correlation's diagonal against 1, and λ × its off-diagonal."
+    std = lambda x: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+    cc = std(z1).T @ std(z2) / len(z1)
+    return dict(on_diagonal=(torch.diagonal(cc) - 1).pow(2).sum(), off_diagonal=lambda_ * _off_diagonal(cc).pow(2).sum())
+
+def vicreg_terms(z1:torch.Tensor, z2:torch.Tensor, sim_coeff:float, std_coeff:float, **_) -> dict:
+    "VICReg's invariance (weighted MSE) and variance (weighted std hinge, mean of both branches)."
+    return dict(invariance=sim_coeff * F.mse_loss(z1, z2),
+                variance=std_coeff * sum(F.relu(1 - torch.sqrt(x.var(0) + 1e-4)).mean() for x in (z1, z2)) / 2)
+
+def matched_shuffled_terms(loss, z:torch.Tensor, t=None, shift:float=0.0, shuffle_views:bool=True) -> dict:
+    """`loss(z, t)` on matched views against the same loss with the second view taken from the next sample (the whole
+    row when `shuffle_views` is False, or z has one view), each plus `shift` (so that both are > 0)."""
+    perm = torch.roll(torch.arange(len(z)), 1)
+    zs = torch.stack([z[:, 0], z[perm, 1]], 1) if shuffle_views and z.shape[1] > 1 else z[perm]
+    return dict(matched=loss(z, t) + shift, shuffled=loss(zs, t) + shift)

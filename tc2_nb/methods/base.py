@@ -10,6 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..core import ConfigError, Registry, check_range
+from ..losses import matched_shuffled_terms
 
 # %% auto #0
 __all__ = ['METHODS', 'SSLMethod', 'build_method', 'mlp', 'apply_head', 'cosine_tau', 'momentum_copy', 'ema_update',
@@ -25,6 +26,8 @@ class SSLMethod(nn.Module):
     optimizer_defaults:dict = dict(optimizer='sgd', lr=0.05, momentum=0.9, weight_decay=5e-4)
     scale_sensitive:bool = False  # does the loss depend on the norm of each row of z (not only its direction)?
     vmap_safe:bool = True         # can embed and loss run under torch.func.vmap over tasks (task_batching='vmap')?
+    term_shift:float = 0.0        # added to both generic loss terms so that they are > 0 (SimSiam's −cos: 1)
+    shuffle_views:bool = True     # generic terms: shuffle the second view (False: whole rows, e.g. MAE's one view)
 
     def __init__(self, backbone:nn.Module):
         super().__init__()
@@ -46,6 +49,9 @@ class SSLMethod(nn.Module):
         "The target with `fn` (a map of embeddings `(..., d) -> (..., d)`) applied to its parts in z's space; none here."
         return t
     def loss(self, z:torch.Tensor, t=None) -> torch.Tensor: raise NotImplementedError
+    def loss_terms(self, z:torch.Tensor, t=None) -> dict:
+        "Two named terms of the loss on `z` (views 0 and 1), for the calibration study; by default matched vs shuffled."
+        return matched_shuffled_terms(self.loss, z, t, self.term_shift, self.shuffle_views)
     def after_step(self, progress:float): pass
     def features(self, x:torch.Tensor) -> torch.Tensor:
         "Backbone features `h` (B, out_dim) for evaluation: never the projector output."

@@ -54,6 +54,7 @@ def random_patch_masks(n_images:int, n_views:int, n_patches:int, mask_ratio:floa
 class MAE(SSLMethod):
     "MAE (He et al., 2022): reconstruct the masked patches' normalised pixels from the visible ones."
     recipe = 'mae'
+    shuffle_views = False         # loss_terms: one view per image, so whole rows are shuffled
     n_views = 1
     scale_sensitive = True        # its decoder reads the token latents as they are
     vmap_safe = False             # visible_index: data-dependent shapes and a host check, so no vmap over tasks

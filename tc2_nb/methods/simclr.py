@@ -28,3 +28,7 @@ class SimCLR(SSLMethod):
         self.projector = mlp([backbone.out_dim, proj_hidden_dim, proj_output_dim], bn=proj_bn, last_bn=proj_bn)
     def embed(self, views): return apply_head(self.projector, self.encode(views))
     def loss(self, z, t=None): return pairwise_mean(lambda a, b: nt_xent(a, b, self.temperature), z)
+    def loss_terms(self, z, t=None) -> dict:
+        "Alignment (mean positive cosine / T) and uniformity (the loss plus alignment: the log-sum-exp part)."
+        align = F.cosine_similarity(z[:, 0].float(), z[:, 1].float(), dim=-1).mean() / self.temperature
+        return dict(alignment=align, uniformity=self.loss(z[:, :2]) + align)

@@ -18,6 +18,7 @@ __all__ = ['SimSiam']
 class SimSiam(SSLMethod):
     "SimSiam (Chen & He, 2021): negative cosine between one view's prediction and the other's stopped projection."
     recipe = 'simclr'
+    term_shift = 1.0              # loss_terms: −cos as the distance 1 − cos, so both terms are > 0
     optimizer_defaults = dict(optimizer='sgd', lr=0.5, lr_scaling='linear', weight_decay=1e-5, momentum=0.9,
                               scheduler='warmup_cosine', warmup_epochs=10)
     def __init__(self, backbone, proj_hidden_dim:int=2048, proj_output_dim:int=2048, pred_hidden_dim:int=512):

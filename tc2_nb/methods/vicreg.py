@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from ..core import check_range
-from ..losses import vicreg, pairwise_mean
+from ..losses import vicreg, vicreg_terms, pairwise_mean
 from .base import METHODS, SSLMethod, mlp, apply_head
 
 # %% auto #0
@@ -19,6 +19,7 @@ class VICReg(SSLMethod):
     "VICReg (Bardes et al., 2022): invariance + variance + covariance regularisation of two views' embeddings."
     recipe = 'simclr'
     scale_sensitive = True        # its variance hinge asks each feature's std to reach 1
+    def loss_terms(self, z, t=None) -> dict: return vicreg_terms(z[:, 0].float(), z[:, 1].float(), **self.coeffs)
     optimizer_defaults = dict(optimizer='lars', lr=0.3, lr_scaling='linear', weight_decay=1e-4, momentum=0.9,
                               eta=0.02, clip_lr=True, exclude_bias_n_norm=True, scheduler='warmup_cosine', warmup_epochs=10)
     def __init__(self, backbone, proj_hidden_dim:int|None=None, proj_output_dim:int|None=None,
