@@ -7,22 +7,13 @@ notebook. It is the same `run_experiment` the papermill notebook calls, and what
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
-from .core import ConfigError, get_device, check_writable, load_yaml, run_cli
-from .experiment import split_params, validate_experiment, run_experiment, run_finished
+from .core import ConfigError, get_device, check_writable, load_yaml, run_cli, parse_overrides
+from .experiment import split_params, validate_experiment, run_experiment, follow_rank0
 
 # %% auto #0
-__all__ = ['parse_overrides', 'load_params', 'main']
+__all__ = ['load_params', 'main']
 
 # %% ../nbs/15_cli.ipynb #e9b9c8f1
-def parse_overrides(items:list[str]) -> dict:
-    "`['a=1', 'b=[x, y]']` → `{'a': 1, 'b': ['x', 'y']}` (values parsed as YAML)."
-    out = {}
-    for item in items or []:
-        if '=' not in item: raise ConfigError(f"--set {item!r}: expected key=value")
-        k, v = item.split('=', 1)
-        out[k.strip()] = load_yaml(v, f"--set {item!r}")
-    return out
-
 def load_params(config:str|None, overrides:list[str]|None=None) -> dict:
     "Experiment parameters from a YAML file (optional) plus `--set` overrides."
     params = {}
@@ -35,13 +26,6 @@ def load_params(config:str|None, overrides:list[str]|None=None) -> dict:
     return params
 
 # %% ../nbs/15_cli.ipynb #ace79005
-def _follow_rank0(cfg) -> int:
-    "A rank other than 0: take part in rank 0's pre-training (what `run_experiment` calls), nothing else."
-    from tc2_nb.trainer import pretrain
-    if cfg.out_dir and run_finished(cfg.out_dir, cfg.max_steps) and not cfg.fresh: return 0   # rank 0 returns early too
-    pretrain(cfg)
-    return 0
-
 def main(argv=None) -> int:
     "Entry point of `tc2-train CONFIG.yaml [--set key=value ...] [--check] [--debug]`."
     p = argparse.ArgumentParser(prog='tc2-train', description='Pre-train (base or TC²) and evaluate one run.')
@@ -65,7 +49,7 @@ def _train(a) -> int:
     try:
         if info.distributed:                                      # launched by torchrun
             info = init_distributed('nccl' if get_device(cfg.device).type == 'cuda' else 'gloo')
-            if not info.is_main: return _follow_rank0(cfg)
+            if not info.is_main: return follow_rank0(cfg)
         print(run_experiment(params).to_string(index=False))
         return 0
     finally:

@@ -13,8 +13,9 @@ import torch
 # %% auto #0
 __all__ = ['ConfigError', 'check_choice', 'check_range', 'Registry', 'get_device', 'seed_everything', 'atomic_write',
            'WriteError', 'atomic_torch_save', 'atomic_write_json', 'CheckpointError', 'load_checkpoint',
-           'nonfinite_tensors', 'DamagedFileError', 'read_json', 'remove_stale_temps', 'load_yaml', 'RunLockedError',
-           'lock_holder', 'open_in_run', 'run_lock', 'is_locked', 'check_writable', 'run_cli', 'data_home']
+           'nonfinite_tensors', 'DamagedFileError', 'read_json', 'remove_stale_temps', 'load_yaml', 'parse_overrides',
+           'RunLockedError', 'lock_holder', 'open_in_run', 'run_lock', 'is_locked', 'check_writable', 'run_cli',
+           'data_home']
 
 # %% ../nbs/00_core.ipynb #3ff6254a
 class ConfigError(ValueError):
@@ -171,6 +172,15 @@ def load_yaml(text:str, source:str='YAML'):
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
         what = ' '.join(str(getattr(e, 'problem', None) or e).split())
         raise ConfigError(f"{source} is not valid YAML{where}: {what}") from None
+
+def parse_overrides(items:list[str]) -> dict:
+    "`['a=1', 'b=[x, y]']` → `{'a': 1, 'b': ['x', 'y']}` (values parsed as YAML)."
+    out = {}
+    for item in items or []:
+        if '=' not in item: raise ConfigError(f"--set {item!r}: expected key=value")
+        k, v = item.split('=', 1)
+        out[k.strip()] = load_yaml(v, f"--set {item!r}")
+    return out
 
 # %% ../nbs/00_core.ipynb #b165d07d
 class RunLockedError(RuntimeError):

@@ -21,7 +21,8 @@ from . import evaluate as ev
 # %% auto #0
 __all__ = ['EXPERIMENT_DEFAULTS', 'EVALS', 'ID_COLUMNS', 'EXPERIMENT_FILES', 'split_params', 'experiment_params',
            'eval_in_domain', 'eval_transfer', 'eval_semi', 'check_eval_options', 'validate_experiment',
-           'run_experiment', 'run_finished', 'read_results', 'plot_run', 'embedding_frame', 'plot_embedding']
+           'run_experiment', 'run_finished', 'read_results', 'follow_rank0', 'plot_run', 'embedding_frame',
+           'plot_embedding']
 
 # %% ../nbs/11_experiment.ipynb #62dd9af7
 EXPERIMENT_DEFAULTS = dict(
@@ -242,6 +243,13 @@ def _run_experiment(cfg:TrainConfig, exp:dict, out:Path|None) -> pd.DataFrame:
         if cfg.tensorboard: TBLog(out, batch_size=cfg.batch_size).eval_table(df, res.steps).close()   # 08f
         atomic_write_json(dict(res.summary, seconds=time.time() - t0, steps=res.steps), out/'summary.json')
     return df
+
+def follow_rank0(cfg) -> int:
+    "A rank other than 0: take part in rank 0's pre-training (what `run_experiment` calls), nothing else."
+    from tc2_nb.trainer import pretrain
+    if cfg.out_dir and run_finished(cfg.out_dir, cfg.max_steps) and not cfg.fresh: return 0   # rank 0 returns early too
+    pretrain(cfg)
+    return 0
 
 # %% ../nbs/11_experiment.ipynb #e8ab37eb
 def plot_run(out_dir, save:bool=True):

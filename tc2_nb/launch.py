@@ -7,14 +7,14 @@ requeue pre-empted or timed-out points to resume from their own checkpoint, and 
 from __future__ import annotations
 import fcntl, json, os, re, subprocess, sys, time
 from pathlib import Path
-from .core import ConfigError, atomic_write_json, check_choice, is_locked, run_cli
+from .core import ConfigError, atomic_write_json, check_choice, is_locked, run_cli, parse_overrides
 from .experiment import run_finished
-from .sweep import expand_grid, run_name, run_sweep, papermill_runner, RESULTS, FAILED, PARAMS
+from .sweep import expand_grid, run_name, run_sweep, papermill_runner, load_sweep, check_sweep, report, RESULTS, FAILED, PARAMS
 
 # %% auto #0
 __all__ = ['SLURM_DEFAULTS', 'EXECUTORS', 'LAUNCH_DIR', 'LOCK', 'ACTIVE_STATES', 'slurm_options', 'point_status',
            'parse_scontrol', 'job_states', 'point_runner', 'run_point', 'PointJob', 'make_executor', 'read_jobs',
-           'launch', 'sweep_status', 'print_status', 'add_launch_args', 'launch_main', 'status_main']
+           'launch', 'sweep_status', 'print_status', 'add_launch_args', 'launch_main', 'status_main', 'sweep_main']
 
 # %% ../nbs/14b_launch.ipynb #85a24f46
 SLURM_DEFAULTS = dict(
@@ -188,9 +188,8 @@ class PointJob(_Checkpointable):
         self._log(f"start (rank {env.global_rank}/{env.num_tasks}, restart {os.environ.get('SLURM_RESTART_COUNT', 0)}), "
                   + (f"resuming from checkpoint.pt at step {step}" if step is not None else "no checkpoint: from step 0"))
         if env.global_rank != 0:                     # DDP: the other ranks join rank 0's pre-training
-            from tc2_nb.cli import _follow_rank0
-            from tc2_nb.experiment import split_params
-            _follow_rank0(split_params({**self.sweep['base'], **self.point, 'out_dir': str(self.run_dir)})[0])
+            from tc2_nb.experiment import split_params, follow_rank0
+            follow_rank0(split_params({**self.sweep['base'], **self.point, 'out_dir': str(self.run_dir)})[0])
             return {}
         row = run_point(point_runner(self.sweep), self.sweep['base'], self.point, self.sweep['out_root'])
         self._log(f"{row['status']}" + (f": {row['error']}" if row.get('error') else ''))
@@ -314,7 +313,6 @@ def add_launch_args(p):
 
 def launch_main(s:dict, a) -> int:
     "`tc2-sweep SWEEP.yaml --executor ...`: submit, print the jobs, and (when waited for) the failures."
-    from tc2_nb.cli import parse_overrides
     rows = launch(s, a.executor, parse_overrides(a.slurm), wait=True if a.wait else None)
     if not rows: print('tc2-sweep: every point is done, running or queued; nothing submitted')
     for r in rows: print(f"{r['run']:<60} job {r['job_id']:<10} {r.get('status', 'submitted')}")
@@ -324,9 +322,35 @@ def launch_main(s:dict, a) -> int:
 def status_main(argv) -> int:
     "`tc2-sweep status SWEEP.yaml`."
     import argparse
-    from tc2_nb.sweep import load_sweep
     p = argparse.ArgumentParser(prog='tc2-sweep status', description="Each grid point's state: done, running, queued, failed, missing.")
     p.add_argument('sweep'); p.add_argument('--lines', type=int, default=8, help='log lines shown per failed point')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
     a = p.parse_args(argv)
     return run_cli('tc2-sweep', lambda: print(print_status(sweep_status(load_sweep(a.sweep), a.lines))) or 0, a.debug)
+
+# %% ../nbs/14b_launch.ipynb #c0fb30be
+def sweep_main(argv=None) -> int:
+    "Entry point of `tc2-sweep SWEEP.yaml [--report-only] [--executor slurm|local|debug]`, `tc2-sweep status|report SWEEP.yaml`."
+    import argparse, sys
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ['status']: return status_main(argv[1:])
+    if argv[:1] == ['report']: argv = argv[1:] + ['--report-only']
+    p = argparse.ArgumentParser(prog='tc2-sweep', description='Run a grid of experiments, then aggregate it.')
+    p.add_argument('sweep', help='sweep YAML file (out_root, notebook, config, base, grid)')
+    p.add_argument('--report-only', action='store_true', help='only aggregate the runs already finished')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
+    add_launch_args(p)
+    a = p.parse_args(argv)
+    return run_cli('tc2-sweep', lambda: _sweep(a), a.debug)
+
+def _sweep(a) -> int:
+    s = load_sweep(a.sweep); check_sweep(s)
+    if a.executor and not a.report_only:
+        rc = launch_main(s, a)
+        if a.executor == 'slurm' and not a.wait: return rc
+    elif not a.report_only:
+        status = run_sweep(point_runner(s), s['base'], s['grid'], s['out_root'])
+        print(status.to_string(index=False))
+    res = report(s['out_root'])
+    print(res['table'].to_string())
+    return 0

@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder, DamagedFileError, load_yaml, run_cli
+from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder, DamagedFileError, load_yaml
 
 # %% auto #0
 __all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'run_sweep', 'default_kernel',
            'papermill_runner', 'collect', 'summarize', 'paired_deltas', 'mean_std_table', 'format_deltas', 'delta_plot',
-           'probe_curves', 'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'grid_keys', 'report',
-           'sweep_main']
+           'probe_curves', 'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'grid_keys', 'report']
 
 # %% ../nbs/14_sweep.ipynb #2fa2f7d8
 def expand_grid(grid:dict) -> list[dict]:
@@ -310,31 +309,3 @@ def report(out_root, control='base') -> dict:
         ax.figure.tight_layout(); ax.figure.savefig(out_root/'figures'/'conflict.png', dpi=90); plt.close(ax.figure)
     except FileNotFoundError: pass
     return res
-
-def sweep_main(argv=None) -> int:
-    "Entry point of `tc2-sweep SWEEP.yaml [--report-only] [--executor slurm|local|debug]`, `tc2-sweep status|report SWEEP.yaml`."
-    import argparse, sys
-    from tc2_nb.launch import add_launch_args, status_main
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ['status']: return status_main(argv[1:])
-    if argv[:1] == ['report']: argv = argv[1:] + ['--report-only']
-    p = argparse.ArgumentParser(prog='tc2-sweep', description='Run a grid of experiments, then aggregate it.')
-    p.add_argument('sweep', help='sweep YAML file (out_root, notebook, config, base, grid)')
-    p.add_argument('--report-only', action='store_true', help='only aggregate the runs already finished')
-    p.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
-    add_launch_args(p)
-    a = p.parse_args(argv)
-    return run_cli('tc2-sweep', lambda: _sweep(a), a.debug)
-
-def _sweep(a) -> int:
-    from tc2_nb.launch import launch_main, point_runner
-    s = load_sweep(a.sweep); check_sweep(s)
-    if a.executor and not a.report_only:
-        rc = launch_main(s, a)
-        if a.executor == 'slurm' and not a.wait: return rc
-    elif not a.report_only:
-        status = run_sweep(point_runner(s), s['base'], s['grid'], s['out_root'])
-        print(status.to_string(index=False))
-    res = report(s['out_root'])
-    print(res['table'].to_string())
-    return 0

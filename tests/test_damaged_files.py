@@ -77,7 +77,8 @@ def test_stale_temporaries_are_removed(finished, tmp_path):
 
 
 def test_report_leaves_out_a_torn_point_and_says_so(finished, tmp_path, capsys):
-    from tc2_nb.sweep import collect, sweep_main
+    from tc2_nb.sweep import collect
+    from tc2_nb.launch import sweep_main
     root = tmp_path/'sweep'
     for seed in (0, 1): shutil.copytree(finished, root/f'variant=TC2__seed={seed}')
     DAMAGE['torn mid-row'](root/'variant=TC2__seed=1'/'results.csv')
