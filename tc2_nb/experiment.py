@@ -193,7 +193,8 @@ def read_results(path, expect_rows:bool=True, need:tuple=(*ID_COLUMNS, 'evaluati
            else 'it has no rows' if expect_rows and len(rows) < 2 else '')
     if not why:
         df = pd.read_csv(io.StringIO(text), keep_default_na=False)
-        if pd.to_numeric(df['value'], errors='coerce').isna().any() and not df['value'].astype(str).str.lower().eq('nan').all():
+        bad = pd.to_numeric(df['value'], errors='coerce').isna() & ~df['value'].astype(str).str.lower().eq('nan')
+        if bad.any():                                       # a NaN metric is a value; a torn or foreign cell is not
             why = 'a value is not a number'
     if why: raise DamagedFileError(f"{str(path)!r} is damaged: {why}")
     return df

@@ -80,20 +80,28 @@ def simsiam_loss(p1, p2, z1, z2) -> torch.Tensor:
 # %% ../nbs/05_losses.ipynb #0bdbd6b6
 def _off_diagonal(c): return c.flatten()[:-1].view(len(c) - 1, len(c) + 1)[:, 1:].flatten()
 
+def _cross_correlation(z1:torch.Tensor, z2:torch.Tensor, eps:float=1e-5) -> torch.Tensor:
+    "The cross-correlation (d, d) of the standardised embeddings (B, d)."
+    def std(z): return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+    return std(z1).T @ std(z2) / len(z1)
+
 @fp32
 def barlow_twins(z1:torch.Tensor, z2:torch.Tensor, lambda_:float=0.0051, scale:float=1.0, eps:float=1e-5) -> torch.Tensor:
     "Barlow Twins: push the cross-correlation of the standardised embeddings (B, d) towards the identity."
-    def std(z): return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
-    c = std(z1).T @ std(z2) / len(z1)
+    c = _cross_correlation(z1, z2, eps)
     return scale * ((torch.diagonal(c) - 1).pow(2).sum() + lambda_ * _off_diagonal(c).pow(2).sum())
 
 # %% ../nbs/05_losses.ipynb #a0ead71b
+def _variance_hinge(z:torch.Tensor, eps:float=1e-4) -> torch.Tensor:
+    "VICReg's variance term of one branch: the mean hinge of each feature's std below 1."
+    return F.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
+
 @fp32
 def vicreg(z1:torch.Tensor, z2:torch.Tensor, sim_coeff:float=25.0, std_coeff:float=25.0, cov_coeff:float=1.0, eps:float=1e-4) -> torch.Tensor:
     "VICReg: invariance (MSE) + variance hinge on each feature's std + decorrelation of the features, on (B, d)."
     n, d = z1.shape
     inv = F.mse_loss(z1, z2)
-    def var(z): return F.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
+    var = lambda z: _variance_hinge(z, eps)
     def cov(z):
         z = z - z.mean(0)
         return _off_diagonal(z.T @ z / (n - 1)).pow(2).sum() / d
@@ -144,14 +152,13 @@ def mae_loss(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_pix
 # %% ../nbs/05_losses.ipynb #bec95edf
 def barlow_twins_terms(z1:torch.Tensor, z2:torch.Tensor, lambda_:float) -> dict:
     "Barlow Twins' two sums: the cross-correlation's diagonal against 1, and λ × its off-diagonal."
-    std = lambda x: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
-    cc = std(z1).T @ std(z2) / len(z1)
+    cc = _cross_correlation(z1, z2)
     return dict(on_diagonal=(torch.diagonal(cc) - 1).pow(2).sum(), off_diagonal=lambda_ * _off_diagonal(cc).pow(2).sum())
 
 def vicreg_terms(z1:torch.Tensor, z2:torch.Tensor, sim_coeff:float, std_coeff:float, **_) -> dict:
     "VICReg's invariance (weighted MSE) and variance (weighted std hinge, mean of both branches)."
     return dict(invariance=sim_coeff * F.mse_loss(z1, z2),
-                variance=std_coeff * sum(F.relu(1 - torch.sqrt(x.var(0) + 1e-4)).mean() for x in (z1, z2)) / 2)
+                variance=std_coeff * sum(_variance_hinge(x) for x in (z1, z2)) / 2)
 
 def matched_shuffled_terms(loss, z:torch.Tensor, t=None, shift:float=0.0, shuffle_views:bool=True) -> dict:
     """`loss(z, t)` on matched views against the same loss with the second view taken from the next sample (the whole

@@ -16,7 +16,8 @@ from .distributed import dist_info
 # %% auto #0
 __all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'FORMER_DEFAULTS', 'DATASET_SHAPES',
            'ACTIVATION_MARGIN', 'uses_tasks', 'uses_calibration', 'uses_inner_step', 'TrainConfig', 'saved_defaults',
-           'check_views_per_set', 'available_memory', 'check_view_memory', 'check_activation_memory', 'check_factors']
+           'check_views_per_set', 'available_memory', 'views_per_step', 'check_view_memory', 'check_activation_memory',
+           'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
@@ -331,11 +332,15 @@ def available_memory(device=None) -> int:
     except OSError: pass
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
+def views_per_step(c:TrainConfig) -> int:
+    "Views of each image that a step embeds: n_views for a variant with tasks, else 2 (never fewer)."
+    return max(c.n_views if uses_tasks(c.variant) else 2, 2)
+
 def check_view_memory(c:TrainConfig, channels:int, image_size:int, device=None, world_size:int|None=None):
     """Refuse a batch of views that cannot fit: `batch × views × C × H × W` float32 numbers, the augmentation's buffer,
     twice over (augmentation works on a copy), must fit in the memory available now."""
     world = world_size or dist_info().world_size
-    views = max(c.n_views if uses_tasks(c.variant) else 2, 2)
+    views = views_per_step(c)
     need = 2 * (c.batch_size // world) * views * channels * image_size ** 2 * 4
     have = available_memory(device)
     if need > have:
@@ -348,7 +353,7 @@ ACTIVATION_MARGIN = 8     # layer outputs overcount what autograd keeps (in-plac
 def check_activation_memory(c:TrainConfig, per_image:float, device=None, world_size:int|None=None):
     """Refuse a step whose activations clearly cannot fit: the layer outputs of one image (from the dry run) × the images a
     step embeds, in float32, above `ACTIVATION_MARGIN` times the memory available now."""
-    images = (c.batch_size // (world_size or dist_info().world_size)) * max(c.n_views if uses_tasks(c.variant) else 2, 2)
+    images = (c.batch_size // (world_size or dist_info().world_size)) * views_per_step(c)
     need, have = per_image * images * 4, available_memory(device)
     if need > ACTIVATION_MARGIN * have:
         raise ConfigError(f"image_size={c.image_size!r} with batch_size={c.batch_size} ({images} views a step) needs about "

@@ -89,3 +89,14 @@ def test_report_leaves_out_a_torn_point_and_says_so(finished, tmp_path, capsys):
     sw = tmp_path/'s.yaml'; sw.write_text(f"out_root: {empty}\nnotebook: none\nbase: {{}}\ngrid: {{seed: [0]}}\n")
     assert sweep_main(['report', str(sw)]) == 2
     assert capsys.readouterr().err == f"tc2-sweep: no finished run under {str(empty)!r} to report yet (a failed run leaves failed.json)\n"
+
+
+def test_a_nan_metric_is_a_value_not_damage(finished, tmp_path):
+    "A metric that is NaN (`nan` in the file) beside numbers is a result; a cell that is no number is damage."
+    p = tmp_path/'results.csv'
+    lines = (finished/'results.csv').read_text().splitlines()
+    p.write_text('\n'.join([lines[0], lines[1].rsplit(',', 2)[0] + ',nan,' + lines[1].rsplit(',', 1)[1], *lines[2:]]) + '\n')
+    df = read_results(p)
+    assert df.value.astype(str).str.lower().eq('nan').sum() == 1 and len(df) == len(lines) - 1
+    p.write_text(p.read_text().replace(',nan,', ',4l.2,'))
+    with pytest.raises(DamagedFileError, match='a value is not a number'): read_results(p)
