@@ -14,7 +14,7 @@ import torch
 from .core import (ConfigError, Registry, check_choice, check_range, atomic_write, atomic_write_json, run_lock, check_writable,
                          DamagedFileError, read_json, remove_stale_temps, load_checkpoint)
 from .train_config import TrainConfig
-from .tblog import TBLog
+from .sinks import run_sinks
 from .data import DATASETS, get_dataset
 from . import evaluate as ev
 
@@ -241,7 +241,7 @@ def _run_experiment(cfg:TrainConfig, exp:dict, out:Path|None) -> pd.DataFrame:
     df['pretrain_dataset'] = cfg.dataset
     if out is not None:
         atomic_write(out/'results.csv', df.to_csv(index=False))
-        if cfg.tensorboard: TBLog(out, batch_size=cfg.batch_size).eval_table(df, res.steps).close()   # 08f
+        run_sinks(cfg, out, csv=False).eval_table(df, res.steps).close()   # TensorBoard, W&B (08f)
         atomic_write_json(dict(res.summary, seconds=time.time() - t0, steps=res.steps), out/'summary.json')
     return df
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 import numpy as np
 import torch
+from torch import nn
 import torch.nn.functional as F
 from .core import ConfigError
 from .data import stratified_subset, get_dataset
@@ -13,7 +14,7 @@ from . import evaluate as ev
 
 # %% auto #0
 __all__ = ['validation_split', 'effective_rank', 'alignment', 'mean_cosine', 'uniformity', 'subspace_cosine', 'weight_stats',
-           'diagnose', 'Monitor', 'build_monitor']
+           'diagnose', 'Monitor', 'build_monitor', 'OnlineLinear']
 
 # %% ../nbs/08e_monitor.ipynb #fa7f0e55
 def validation_split(labels, n_train:int|None, n_val:int, seed:int=1) -> tuple[np.ndarray, np.ndarray]:
@@ -124,3 +125,46 @@ def build_monitor(cfg, full_train, transfer:list|None=None, seed:int=1) -> tuple
         splits[name] = (ds.subset(b), ds.subset(q))
         record[f'{name}_bank_indices'], record[f'{name}_query_indices'] = b.tolist(), q.tolist()
     return Monitor(splits, cfg.monitor_every, batch_size=1024), record
+
+# %% ../nbs/08e_monitor.ipynb #56d7c40d
+class OnlineLinear:
+    "A linear head on the detached features of a backbone, trained with its own SGD beside pre-training."
+    def __init__(self, dim:int, n_classes:int, preprocess, device, lr:float=0.1, momentum:float=0.9, seed:int=0,
+                 per_step:int|None=None):
+        self.per_step = per_step                                    # images of each batch it trains on (None: all)
+        with torch.random.fork_rng(devices=[]):                    # the run's random streams stay as they were
+            torch.manual_seed(seed)
+            self.head = nn.Linear(dim, n_classes).to(device)
+        self.opt = torch.optim.SGD(self.head.parameters(), lr=lr, momentum=momentum)
+        self.preprocess = preprocess
+
+    @classmethod
+    def for_run(cls, backbone, train_split, image_size:int, channels:int, device, batch_size:int, seed:int=0) -> 'OnlineLinear':
+        "The probe of a run on `train_split` (its labels give the classes): an eighth of each batch, for ≤ 3 % of a step."
+        n_classes = int(np.max(np.asarray(train_split.labels))) + 1
+        return cls(backbone.out_dim, n_classes, ev.eval_preprocess(image_size, channels, device), device, seed=seed,
+                   per_step=max(1, batch_size // 8))
+
+    @torch.no_grad()
+    def features(self, backbone, x:torch.Tensor) -> torch.Tensor:
+        "Backbone features of uint8 images `x`, in eval mode (BatchNorm's statistics untouched) and detached."
+        was = backbone.training
+        backbone.eval()
+        try: return backbone(ev.match_input(self.preprocess(x), ev.input_channels(backbone))).flatten(1).float()
+        finally: backbone.train(was)
+
+    def step(self, backbone, x:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
+        "One SGD step of the head on (the first `per_step` images of) batch (`x`, `y`); returns its cross-entropy."
+        x, y = x[:self.per_step], y[:self.per_step]                    # the batch is in random order: a random subset
+        loss = F.cross_entropy(self.head(self.features(backbone, x)), y.long())
+        self.opt.zero_grad(set_to_none=True); loss.backward(); self.opt.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def accuracy(self, backbone, dataset, batch_size:int=1024) -> float:
+        "Top-1 (%) of the head on `dataset`'s images and labels."
+        f, y = ev.extract_features(backbone, dataset, batch_size=batch_size, progress=False)
+        return float((self.head(f.to(self.head.weight.device)).argmax(1).cpu() == y).float().mean() * 100)
+
+    def state_dict(self) -> dict: return dict(head=self.head.state_dict(), opt=self.opt.state_dict())
+    def load_state_dict(self, sd:dict): self.head.load_state_dict(sd['head']); self.opt.load_state_dict(sd['opt'])

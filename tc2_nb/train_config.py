@@ -109,6 +109,9 @@ class TrainConfig:
     num_workers: int = 0                   # DataLoader workers for lazily loaded datasets
     progress: bool = True                  # tqdm bar
     tensorboard: bool = False              # event files in out_dir/tb (rank 0; see 08f)
+    wandb: bool = False                    # Weights & Biases logging (rank 0; WANDB_MODE=offline needs no network; 08f)
+    wandb_project: str = 'tc2_nb'          # the W&B project of wandb=True
+    online_linear: bool = False            # a linear head on the detached backbone features, trained beside the run (08e)
     out_dir: str|None = None               # None: nothing written, no resume
     resume: bool = True                    # continue from out_dir's checkpoint when there is one
     fresh: bool = False                    # delete out_dir's previous run first
@@ -121,7 +124,8 @@ class TrainConfig:
     def alpha(self) -> tuple: return self.alphas
 
 # %% ../nbs/08a_train_config.ipynb #3bba5bc1
-RUN_CONTROL_KEYS = ('max_steps', 'resume', 'fresh', 'progress', 'device', 'num_workers', 'out_dir', 'log_every', 'tensorboard')
+RUN_CONTROL_KEYS = ('max_steps', 'resume', 'fresh', 'progress', 'device', 'num_workers', 'out_dir', 'log_every', 'tensorboard',
+                    'wandb', 'wandb_project')
 # keys whose default changed: a saved configuration that lacks one (written before the key existed) ran at this value
 FORMER_DEFAULTS = {'calib_residual': False}
 
@@ -178,6 +182,10 @@ def _nonfinite_floats(value, key:str) -> list[str]:
     return []
 
 def _check_static(c:TrainConfig):
+    "Every check that needs no other layer: types and ranges, the batch's split into shards and tasks, paths."
+    _check_values(c); _check_batch_split(c); _check_places(c)
+
+def _check_values(c:TrainConfig):
     bad = [b for f in dataclasses.fields(c) for b in _nonfinite_floats(getattr(c, f.name), f.name)]
     if bad: raise ConfigError(f"{', '.join(bad)}: every number must be finite (not NaN or Inf)")
     check_choice('variant', c.variant, VARIANTS)
@@ -207,14 +215,21 @@ def _check_static(c:TrainConfig):
     if c.warmup_epochs is not None and c.warmup_epochs >= c.epochs:
         raise ConfigError(f"warmup_epochs={c.warmup_epochs!r} must be smaller than epochs={c.epochs}")
     for k in ('global_batch', 'sync_bn', 'channels_last', 'compile', 'calib_normalize', 'calib_residual', 'calibrate_targets',
-              'second_order', 'lars_clip', 'exclude_bias_n_norm', 'amp', 'deterministic', 'resume', 'fresh', 'progress', 'tensorboard'):
+              'second_order', 'lars_clip', 'exclude_bias_n_norm', 'amp', 'deterministic', 'resume', 'fresh', 'progress', 'tensorboard', 'wandb', 'online_linear'):
         if not isinstance(getattr(c, k), bool): raise ConfigError(f"{k}={getattr(c, k)!r} must be true or false")
+    if not isinstance(c.wandb_project, str) or not c.wandb_project:
+        raise ConfigError(f"wandb_project={c.wandb_project!r} must be a W&B project name (a non-empty string)")
+    if c.online_linear and not c.monitor_every:
+        raise ConfigError("online_linear=True reports its validation top-1 at the monitor's points: set monitor_every > 0 (epochs)")
     _pos('task_shards', c.task_shards, integer=True, allow_none=True)
     if c.restore_norm not in (None, True, False, 'batch') or isinstance(c.restore_norm, (int, float)) and not isinstance(c.restore_norm, bool):
         raise ConfigError(f"restore_norm={c.restore_norm!r} must be true, false, 'batch' or null (the method's default)")
     if c.compile and c.variant != 'base':
         raise ConfigError(f"compile=True works with variant='base' only, got variant={c.variant!r}: the bi-level step runs the "
                           f"model at swapped parameters (functional_call) and differentiates through the inner step")
+
+def _check_batch_split(c:TrainConfig):
+    "The global batch splits evenly over the shards, and each shard's images into tasks of at least two images."
     world = dist_info().world_size
     if world > 1 and c.task_shards not in (None, world):
         raise ConfigError(f"task_shards={c.task_shards} differs from the world size {world} of this torchrun launch; "
@@ -243,6 +258,9 @@ def _check_static(c:TrainConfig):
                               f"got n_views={c.n_views}, n_support={c.n_support}")
     if c.limit_train is not None and c.limit_train < c.batch_size:
         raise ConfigError(f"limit_train={c.limit_train} is smaller than batch_size={c.batch_size}: an epoch would have no step")
+
+def _check_places(c:TrainConfig):
+    "The device exists, a dataset root is there (unless it is to be downloaded), and fresh=True has a folder."
     if c.device is not None:
         try: dev = torch.device(c.device)
         except (RuntimeError, TypeError): raise ConfigError(f"device={c.device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')")

@@ -10,6 +10,7 @@ import contextlib, csv, json, math, os, random, shutil, time, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
@@ -21,15 +22,16 @@ from .core import (ConfigError, CheckpointError, get_device, seed_everything, at
 from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, saved_defaults, uses_tasks, uses_calibration, uses_inner_step, check_factors,
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
-from .tblog import TBLog
+from .sinks import CSVLog, CSVSink, Sinks, run_sinks
 from .bilevel import Stage1, TC2Settings, plain_step, bilevel_step, rank_task_split, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'epoch_permutation', 'Batches', 'rng_state', 'set_rng_state', 'NonFiniteLossError', 'CSVLog',
-           'StepWindow', 'build_method', 'representation_dim', 'build_calibrator', 'optimizer_settings', 'build_outer',
-           'prepare_out_dir', 'TrainResult', 'torch_modes', 'pretrain']
+__all__ = ['RUN_FILES', 'epoch_permutation', 'Batches', 'rng_state', 'set_rng_state', 'NonFiniteLossError', 'StepWindow',
+           'build_method', 'representation_dim', 'build_calibrator', 'optimizer_settings', 'build_outer',
+           'prepare_out_dir', 'TrainResult', 'torch_modes', 'Run', 'build_run', 'RunFolder', 'Watcher', 'make_step',
+           'train_step', 'train_loop', 'pretrain']
 
 # %% ../nbs/08d_trainer.ipynb #9a1aa735
 def epoch_permutation(n:int, seed:int, epoch:int) -> torch.Tensor:
@@ -38,10 +40,11 @@ def epoch_permutation(n:int, seed:int, epoch:int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 class Batches:
-    "Batches of uint8 images for one epoch from step `start`, on `device`; rank `rank` of `world_size` gets its shard of each."
+    "(uint8 images, their labels or None) batches for one epoch from step `start`, on `device`; rank `rank` of `world_size` gets its shard of each."
     def __init__(self, dataset, batch_size:int, device, num_workers:int=0, max_device_bytes:float=4e9,
-                 rank:int=0, world_size:int=1):
+                 rank:int=0, world_size:int=1, labels:bool=False):
         self.ds, self.B, self.device, self.num_workers = dataset, batch_size, torch.device(device), num_workers
+        self.labels = labels                                      # yield each batch's labels too (else None)
         self.rank, self.world_size, self.b = rank, world_size, batch_size // world_size
         self.pin = self.device.type == 'cuda'
         images = getattr(dataset, 'images', None)
@@ -49,6 +52,7 @@ class Batches:
         if self.in_memory:
             on_dev = images.numel() * images.element_size() <= max_device_bytes
             self.images = images.to(self.device) if on_dev else images
+            if labels: self.targets = torch.as_tensor(np.asarray(dataset.labels)).to(self.images.device)
         self.steps_per_epoch = len(dataset) // batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError(f"batch_size={batch_size} is larger than the dataset ({len(dataset)} images): no full batch")
@@ -61,13 +65,14 @@ class Batches:
         if self.in_memory:
             perm = perm.to(self.images.device)                    # one copy per epoch, none per step
             for i in range(start, self.steps_per_epoch):
-                x = self.images[perm[i * b:(i + 1) * b]]
+                idx = perm[i * b:(i + 1) * b]
+                x = self.images[idx]
                 if self.pin and x.device.type == 'cpu': x = x.pin_memory()
-                yield x.to(self.device, non_blocking=True)
+                yield x.to(self.device, non_blocking=True), (self.targets[idx].to(self.device) if self.labels else None)
             return
         loader = torch.utils.data.DataLoader(self.ds, batch_size=b, sampler=perm[start * b:].tolist(), drop_last=True,
                                              num_workers=self.num_workers, pin_memory=self.pin)
-        for x, _ in loader: yield x.to(self.device, non_blocking=True)
+        for x, y in loader: yield x.to(self.device, non_blocking=True), (y.to(self.device) if self.labels else None)
 
 # %% ../nbs/08d_trainer.ipynb #a993d5eb
 def _numpy_state() -> list:
@@ -98,53 +103,6 @@ def set_rng_state(state:dict, generator:torch.Generator, aug_generator:torch.Gen
 # %% ../nbs/08d_trainer.ipynb #f97bc729
 class NonFiniteLossError(RuntimeError):
     "A loss term became NaN or Inf; the run stopped and its last checkpoint predates the bad step."
-
-def _cell(v:str):
-    "A CSV cell as a float where it is a number (loss terms), else the text itself (the monitor's split and metric names)."
-    try: return float(v)
-    except ValueError: return v
-
-class CSVLog:
-    "Rows (dicts) kept in memory and appended to `path` (if given); header from the first row."
-    def __init__(self, path=None, rows:list|None=None):
-        self.path, self.rows = (Path(path) if path else None), list(rows or [])
-    def add(self, rows:list[dict]):
-        if not rows: return
-        self.rows += rows
-        if self.path is None: return
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with open_in_run(self.path, 'a', newline='') as f:     # never through a planted symlink
-            w = csv.DictWriter(f, fieldnames=list(self.rows[0]), extrasaction='ignore')
-            if new: w.writeheader()
-            w.writerows(rows); f.flush()
-    def frame(self) -> pd.DataFrame: return pd.DataFrame(self.rows)
-    @classmethod
-    def resume(cls, out:Path|None, name:str, before_step:int) -> 'CSVLog':
-        """The log `name` in run folder `out`, cut to its rows before `before_step` (later ones, and all of an attempt that
-        died before its first checkpoint, are recomputed now); in memory only when `out` is None."""
-        if out is None: return cls()
-        path = out/name
-        rows = cls.read(path, before_step)
-        if path.exists(): atomic_write(path, pd.DataFrame(rows).to_csv(index=False) if rows else '')
-        return cls(path, rows)
-    @staticmethod
-    def read(path, before_step:int|None=None) -> list[dict]:
-        "Rows of a log file with `step < before_step`; a torn last line (a crash mid-write) is skipped."
-        path = Path(path)
-        if not path.exists(): return []
-        try:
-            with open_in_run(path, 'r', newline='') as f: lines = list(csv.reader(f))
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise DamagedFileError(f"{str(path)!r} is damaged ({type(e).__name__}: {e}): restore it, or pass fresh=True "
-                                   f"to start the run over") from None
-        if not lines: return []
-        head, rows = lines[0], []
-        for line in lines[1:]:
-            if len(line) != len(head): continue
-            try: row = {k: (int(v) if k in ('step', 'epoch') else _cell(v)) for k, v in zip(head, line)}
-            except ValueError: continue
-            if before_step is None or row['step'] < before_step: rows.append(row)
-        return rows
 
 class StepWindow:
     "Per-step loss terms (device tensors) since the last read; `flush()` reads them in one go."
@@ -244,7 +202,7 @@ def prepare_out_dir(cfg:TrainConfig, main:bool=True) -> dict|None:
         remove_stale_temps(out, RUN_FILES)            # temporaries of a write that a kill interrupted
     if cfg.fresh:
         if main:
-            for f in RUN_FILES: (out/f).unlink(missing_ok=True)
+            for f in RUN_FILES + ('wandb_id',): (out/f).unlink(missing_ok=True)   # fresh: a new W&B run too
         return None
     if not ck.exists(): return None
     if not cfg.resume:
@@ -346,6 +304,265 @@ def torch_modes(deterministic:bool, device:torch.device):
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark = before[2]
 
+# %% ../nbs/08d_trainer.ipynb #9a900ddd
+@dataclass(eq=False)
+class Run:
+    "One run's live pieces and where it stands: what the loop, the step, the folder and the monitor share."
+    cfg: TrainConfig
+    device: torch.device
+    info: object                  # DistInfo: rank and world size
+    full: object                  # the whole train split (the monitor carves its validation images from it)
+    batches: Batches
+    method: nn.Module
+    augment: object
+    calibrator: nn.Module|None
+    stage1: Stage1|None
+    opt: torch.optim.Optimizer
+    sched: object
+    opt_settings: dict
+    g: torch.Generator            # the task splits (the same on every rank)
+    g_aug: torch.Generator        # the augmentations (each rank its own)
+    online_linear: object = None  # the online linear probe (08e), rank 0 only
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0
+    finished: bool = False
+    t_start: float = 0.0
+    @property
+    def total(self) -> int: return self.cfg.epochs * self.batches.steps_per_epoch
+    @property
+    def outer_params(self) -> list: return [p for p in self.method.parameters() if p.requires_grad]
+    @property
+    def backbone_params(self) -> list: return [p for p in self.method.backbone.parameters() if p.requires_grad]
+
+def _device_and_ranks(cfg:TrainConfig):
+    "The run's device and its process group (joined under torchrun; a no-op without it)."
+    device = get_device(cfg.device)
+    info = init_distributed('nccl' if device.type == 'cuda' else 'gloo')
+    if info.distributed and device.type == 'cuda' and device.index is None: device = torch.device('cuda', torch.cuda.current_device())
+    return device, info
+
+def _load_data(cfg:TrainConfig, train_dataset, info, device):
+    "The whole train split, the run's images of it, their shape and the epoch batches (rank 0 loads first: it may download)."
+    if not info.is_main: barrier()
+    full = train_dataset if train_dataset is not None else _load_dataset(cfg)
+    ds = _limit(full, cfg.limit_train)
+    if info.is_main: barrier()
+    channels, ds_size = _ds_shape(ds)
+    image_size = cfg.image_size or ds_size
+    check_view_memory(cfg, channels, image_size, device)
+    batches = Batches(ds, cfg.batch_size, device, cfg.num_workers, rank=info.rank, world_size=info.world_size,
+                      labels=cfg.online_linear and info.is_main)
+    return full, batches, channels, image_size
+
+def _place_method(cfg:TrainConfig, method, info, device, channels:int, image_size:int):
+    "The method on its device (channels-last, synchronised BatchNorm where asked) and its augmentation."
+    if method is None: method = build_method(cfg, channels, image_size)
+    method = method.to(device).train()
+    if cfg.channels_last and device.type == 'cuda': method = method.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and info.distributed: method = convert_sync_bn(method, device)
+    check_views_per_set(cfg, getattr(method, 'n_views', 2), type(method).__name__)
+    return method
+
+def _build_stage1(cfg:TrainConfig, method, augment, calibrator, batches, device, shards:int):
+    "The calibrator (f_v, f_w) sized on one batch's representations, and stage 1's optimisers; (None, None) without calibration."
+    if not uses_calibration(cfg.variant): return None, None
+    x0 = next(iter(batches(cfg.seed, 0)))[0]
+    d = representation_dim(method, x0, augment)
+    if calibrator is None: calibrator = build_calibrator(cfg, d, method=method)
+    else: check_factors(cfg.n_factors, d)
+    if shards > 1:                                                          # S over the whole global batch
+        if not hasattr(calibrator, 'mean_cov'):
+            raise ConfigError(f"task_shards={shards}: the calibrator {type(calibrator).__name__} needs a mean_cov attribute "
+                              f"(global statistics of S); use tc2_nb.calibration.Calibrator")
+        calibrator.mean_cov = global_mean_cov
+    calibrator = calibrator.to(device).train()
+    broadcast_module(calibrator)
+    return calibrator, Stage1(calibrator, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss, bilevel=cfg.variant != '-bilevel')
+
+# %% ../nbs/08d_trainer.ipynb #b0cdf75d
+def build_run(cfg:TrainConfig, device, info, train_dataset=None, method=None, augment=None, calibrator=None) -> Run:
+    "Every piece of a run, built in a fixed order (seeds, data, method, augmentation, calibrator, optimiser)."
+    g = seed_everything(cfg.seed, device)                                      # the same on every rank: task splits
+    g_aug = g if not info.distributed else torch.Generator(device).manual_seed(_rank_seed(cfg.seed, info.rank))
+    full, batches, channels, image_size = _load_data(cfg, train_dataset, info, device)
+    method = _place_method(cfg, method, info, device, channels, image_size)
+    if augment is None:
+        from tc2_nb.views import make_augment
+        augment = make_augment(method.recipe, image_size, channels, **cfg.augment_kwargs)
+    if isinstance(augment, nn.Module): augment = augment.to(device)
+    calibrator, stage1 = _build_stage1(cfg, method, augment, calibrator, batches, device, cfg.task_shards or info.world_size)
+    broadcast_module(method)                                                    # every rank starts from rank 0's θ
+    if info.distributed:                                                        # other randomness (dropout) per rank
+        rs = _rank_seed(cfg.seed + 1, info.rank)
+        random.seed(rs); np.random.seed(rs % 2**32); torch.manual_seed(rs)
+    opt, sched, opt_settings = build_outer(cfg, method, batches.steps_per_epoch)
+    if cfg.compile: method.backbone.compile()
+    run = Run(cfg, device, info, full, batches, method, augment, calibrator, stage1, opt, sched, opt_settings, g, g_aug)
+    if batches.labels:
+        from tc2_nb.monitor import OnlineLinear
+        run.online_linear = OnlineLinear.for_run(method.backbone, full, image_size, channels, device, cfg.batch_size, seed=cfg.seed)
+    return run
+
+# %% ../nbs/08d_trainer.ipynb #ddd44758
+class RunFolder:
+    "A run's files: what it resumes from, its logs and configuration, its checkpoints, final weights and summary."
+    def __init__(self, cfg:TrainConfig, info):
+        self.cfg, self.info = cfg, info
+        self.state = prepare_out_dir(cfg, main=info.is_main)               # the checkpoint to resume from, or None
+        self.out = Path(cfg.out_dir) if cfg.out_dir and info.is_main else None     # only rank 0 writes
+
+    def resume(self, run:Run):
+        "Restore `run` from the checkpoint: every rank loads it and takes its own random state."
+        st = self.state
+        if st is None: return
+        if st.get('world_size', 1) != self.info.world_size:
+            raise ConfigError(f"out_dir={self.cfg.out_dir!r} holds a run of world_size={st.get('world_size', 1)} processes; "
+                              f"resume it with the same number (torchrun --nproc-per-node {st.get('world_size', 1)}), not {self.info.world_size}")
+        run.method.load_state_dict(st['method'])
+        if run.calibrator is not None: run.calibrator.load_state_dict(st['calibrator'])
+        if run.stage1 is not None: run.stage1.load_state_dict(st['stage1'])
+        if run.online_linear is not None and st.get('online_linear'): run.online_linear.load_state_dict(st['online_linear'])
+        run.opt.load_state_dict(st['optimizer']); run.sched.load_state_dict(st['scheduler'])
+        set_rng_state((st.get('rng_ranks') or [st['rng']])[self.info.rank], run.g, run.g_aug)
+        run.step, run.epoch, run.pos, run.finished = st['step'], st['epoch'], st['pos'], st.get('finished', False)
+
+    def open_sinks(self, run:Run) -> Sinks:
+        "The run's logs cut back to its step, and its configuration (with the optimiser it resolved) in `config.json`."
+        monitor = bool(self.cfg.monitor_every) and self.info.is_main
+        sinks = run_sinks(self.cfg, self.out, run.step, resumed=self.state is not None, monitor=monitor)
+        if self.out: atomic_write_json(dict(self.cfg.to_dict(), resolved_optimizer=run.opt_settings, world_size=self.info.world_size),
+                                       self.out/'config.json')
+        return sinks
+
+    def save(self, run:Run, finished:bool=False):
+        "The checkpoint of `run` as it stands (a collective: every rank calls it); refused when any state is not finite."
+        if self.cfg.out_dir is None: return
+        rngs = gather_objects(rng_state(run.g, run.g_aug))
+        if self.out is None: return
+        sd = lambda m: m.state_dict() if m is not None else None
+        ck = dict(config=self.cfg.to_dict(), step=run.step, epoch=run.epoch, pos=run.pos, finished=finished,
+                  method=run.method.state_dict(), calibrator=sd(run.calibrator), stage1=sd(run.stage1),
+                  optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(), rng=rngs[0], online_linear=sd(run.online_linear),
+                  rng_ranks=rngs if self.info.distributed else None, world_size=self.info.world_size)
+        bad = nonfinite_tensors({k: ck[k] for k in ('method', 'calibrator', 'stage1', 'optimizer')})
+        if bad:      # a finite loss can still leave NaN weights behind (lr=nan, an overflowing update): never save them
+            raise NonFiniteLossError(f"{len(bad)} tensors of the run's state are NaN or Inf after step {run.step - 1} (e.g. {bad[:3]}), "
+                                     f"so no checkpoint was written. {_likely_cause(run.opt_settings, self.cfg)}. "
+                                     f"Last good checkpoint: {_last_good(self.out)}")
+        atomic_torch_save(ck, self.out/'checkpoint.pt')
+
+    def flush(self, run:Run, window:StepWindow, sinks:Sinks) -> list[dict]:
+        "The window's rows read (one host sync) and handed to the sinks; a non-finite term stops the run, naming its cause."
+        try: rows, probes = window.flush()
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(self.out)}. "
+                                     f"{_likely_cause(run.opt_settings, self.cfg)}") from None
+        sinks.steps(rows, probes)
+        return rows
+
+    def finish(self, run:Run, log:CSVLog, steps_run:int) -> dict:
+        "A stopped run's checkpoint, or a finished one's `final.pt` then its finished checkpoint; the summary."
+        was_finished = run.finished
+        run.finished = run.finished or run.epoch >= self.cfg.epochs
+        if not run.finished: self.save(run)                                 # stopped by max_steps: resumable from here
+        elif self.cfg.out_dir is not None and not was_finished:
+            if self.out is not None:                                         # final.pt first: a kill between the two leaves a
+                sd = lambda m: m.state_dict() if m is not None else None     # run not yet marked finished: a rerun writes it
+                atomic_torch_save(dict(config=self.cfg.to_dict(), backbone=run.method.backbone.state_dict(),
+                                       method=run.method.state_dict(), calibrator=sd(run.calibrator)), self.out/'final.pt')
+            self.save(run, finished=True)
+        summary = _saved_summary(self.out) if self.out is not None and steps_run == 0 else None
+        if summary is None:                                                  # trained now, or the saved one is missing or damaged
+            lf, seconds = log.frame(), time.time() - run.t_start
+            last = lf[lf.epoch == lf.epoch.max()] if len(lf) else lf
+            summary = dict(steps=run.step, epochs_done=run.epoch, finished=run.finished, total_steps=run.total, seconds=seconds,
+                           steps_run=steps_run, sec_per_step=seconds / max(steps_run, 1),
+                           final_loss=float(last['loss'].mean()) if len(last) else None, device=str(run.device),
+                           optimizer=run.opt_settings, world_size=self.info.world_size)
+            if self.out is not None and run.finished: atomic_write_json(summary, self.out/'summary.json')
+        return summary
+
+# %% ../nbs/08d_trainer.ipynb #a93c69de
+class Watcher:
+    "The online monitor's points: kNN (and the linear probe's top-1) on the validation and transfer splits, and diagnostics."
+    def __init__(self, run:Run, folder:RunFolder, sinks:Sinks):
+        self.monitor, self.sinks = None, sinks
+        if not (run.cfg.monitor_every and run.info.is_main): return      # rank 0 evaluates; the others go on
+        from tc2_nb.monitor import build_monitor
+        self.monitor, split = build_monitor(run.cfg, run.full)
+        if folder.out: atomic_write_json(split, folder.out/'monitor_split.json')
+        self.val = val = self.monitor.splits['val'][1]
+        images = val.images[:512] if hasattr(val, 'images') else torch.stack([val[i][0] for i in range(min(512, len(val)))])
+        self.diag_images = images.to(run.device)
+
+    def due(self, epoch:int) -> bool: return self.monitor is not None and self.monitor.due(epoch)
+
+    def __call__(self, run:Run):
+        if self.monitor is None: return
+        from tc2_nb.monitor import diagnose
+        rows = self.monitor(run.method.backbone, run.step, run.epoch)
+        d = diagnose(run.method, self.diag_images, run.augment, run.calibrator if uses_calibration(run.cfg.variant) else None,
+                     seed=run.cfg.seed)
+        if run.online_linear is not None: d['linear_top1'] = run.online_linear.accuracy(run.method.backbone, self.val)
+        rows += [dict(step=run.step, epoch=run.epoch, split='val', metric=k, value=v) for k, v in d.items()]
+        self.sinks.monitor(rows)
+
+def make_step(run:Run) -> Callable:
+    "The run's SSL step `(x, probe) -> (terms, per-task backbone gradients or None)`, chosen once by its variant."
+    cfg, autocast = run.cfg, _autocast(run.cfg, run.device)
+    if cfg.variant == 'base':
+        return lambda x, probe: plain_step(run.method, x, run.augment, run.g_aug, probe_tasks=cfg.n_tasks if probe else 0,
+                                           autocast=autocast, global_batch=cfg.global_batch)
+    settings, shards = TC2Settings.from_config(cfg), cfg.task_shards or run.info.world_size
+    rank = run.info.rank if run.info.distributed else None
+    def tc2_step(x, probe):
+        tasks = rank_task_split(x.shape[0], settings, shards, rank, run.g, x.device)
+        return bilevel_step(run.method, x, run.augment, run.g_aug, settings, run.stage1, tasks=tasks, probe=probe,
+                            autocast=autocast, global_batch=cfg.global_batch)
+    return tc2_step
+
+def train_step(run:Run, ssl_step:Callable, window:StepWindow, x:torch.Tensor, y:torch.Tensor|None=None):
+    "One outer step of `run` on batch `x` (labels `y` for the online linear probe only)."
+    cfg = run.cfg
+    probe = bool(cfg.probe_every) and run.step % cfg.probe_every == 0
+    lr = run.opt.param_groups[0]['lr']
+    run.opt.zero_grad(set_to_none=True)
+    terms, grads = ssl_step(x, probe)
+    average_gradients(run.outer_params)                                      # over ranks; a no-op for one process
+    terms['grad_norm_backbone'] = _grad_norm(run.backbone_params)            # what reaches the backbone (a device scalar)
+    run.opt.step(); run.sched.step()
+    run.method.after_step((run.step + 1) / run.total)
+    if run.online_linear is not None: terms['online_linear_loss'] = run.online_linear.step(run.method.backbone, x, y)
+    window.add(run.step, run.epoch, lr, terms, x.shape[0] * run.info.world_size)
+    if grads is not None: window.add_probe(run.step, run.epoch, {k: v for k, v in conflict_stats(grads).items() if k != 'cos'})
+    run.step += 1; run.pos += 1
+
+def train_loop(run:Run, folder:RunFolder, sinks:Sinks, watcher:Watcher) -> int:
+    "Epochs of outer steps from where `run` stands (to `max_steps` at most), with logs, checkpoints and the monitor; steps run."
+    cfg, window, steps_run, ssl_step = run.cfg, StepWindow(), 0, make_step(run)
+    run.t_start = time.time()
+    bar = tqdm(total=run.total, initial=run.step, disable=not cfg.progress or run.finished or not run.info.is_main,
+               desc=f"{cfg.method} {cfg.variant}", leave=False)
+    stop = run.finished
+    while not stop and run.epoch < cfg.epochs:
+        for x, y in run.batches(cfg.seed, run.epoch, run.pos):
+            if cfg.max_steps is not None and run.step >= cfg.max_steps: stop = True; break
+            train_step(run, ssl_step, window, x, y)
+            steps_run += 1; bar.update(1)
+            if run.step % cfg.log_every == 0 and (rows := folder.flush(run, window, sinks)):
+                bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}")
+            if cfg.ckpt_every and run.step % cfg.ckpt_every == 0 and run.pos < run.batches.steps_per_epoch:
+                folder.flush(run, window, sinks); folder.save(run)
+        else:
+            run.epoch += 1; run.pos = 0
+            folder.flush(run, window, sinks)
+            if watcher.due(run.epoch): watcher(run)
+            folder.save(run)
+    folder.flush(run, window, sinks); bar.close()
+    return steps_run
+
+# %% ../nbs/08d_trainer.ipynb #10687964
 def pretrain(cfg:TrainConfig, train_dataset=None, method:nn.Module|None=None, augment=None,
              calibrator:nn.Module|None=None) -> TrainResult:
     "Pre-train `cfg.method` (or `method`) with `cfg.variant` on `cfg.dataset` (or `train_dataset`); see above."
@@ -357,170 +574,18 @@ def pretrain(cfg:TrainConfig, train_dataset=None, method:nn.Module|None=None, au
         return _pretrain(cfg, train_dataset, method, augment, calibrator)
 
 def _pretrain(cfg, train_dataset, method, augment, calibrator) -> TrainResult:
-    device = get_device(cfg.device)
-    info = init_distributed('nccl' if device.type == 'cuda' else 'gloo')       # a no-op without torchrun
-    if info.distributed and device.type == 'cuda' and device.index is None: device = torch.device('cuda', torch.cuda.current_device())
-    shards = cfg.task_shards or info.world_size
-    settings = TC2Settings.from_config(cfg)
-    state = prepare_out_dir(cfg, main=info.is_main)
-    out = Path(cfg.out_dir) if cfg.out_dir and info.is_main else None          # only rank 0 writes
-    g = seed_everything(cfg.seed, device)                                      # the same on every rank: task splits
-    g_aug = g if not info.distributed else torch.Generator(device).manual_seed(_rank_seed(cfg.seed, info.rank))
-    # data (rank 0 first: it may download), method, augmentation, calibrator
-    if not info.is_main: barrier()
-    full = train_dataset if train_dataset is not None else _load_dataset(cfg)
-    ds = _limit(full, cfg.limit_train)
-    if info.is_main: barrier()
-    channels, ds_size = _ds_shape(ds)
-    image_size = cfg.image_size or ds_size
-    check_view_memory(cfg, channels, image_size, device)
-    batches = Batches(ds, cfg.batch_size, device, cfg.num_workers, rank=info.rank, world_size=info.world_size)
-    if method is None: method = build_method(cfg, channels, image_size)
-    method = method.to(device).train()
-    if cfg.channels_last and device.type == 'cuda': method = method.to(memory_format=torch.channels_last)
-    if cfg.sync_bn and info.distributed: method = convert_sync_bn(method, device)
-    check_views_per_set(cfg, getattr(method, 'n_views', 2), type(method).__name__)
-    if augment is None:
-        from tc2_nb.views import make_augment
-        augment = make_augment(method.recipe, image_size, channels, **cfg.augment_kwargs)
-    if isinstance(augment, nn.Module): augment = augment.to(device)
-    stage1 = None
-    if uses_calibration(cfg.variant):
-        x0 = next(iter(batches(cfg.seed, 0)))
-        d = representation_dim(method, x0, augment)
-        if calibrator is None: calibrator = build_calibrator(cfg, d, method=method)
-        else: check_factors(cfg.n_factors, d)
-        if shards > 1:                                                          # S over the whole global batch
-            if not hasattr(calibrator, 'mean_cov'):
-                raise ConfigError(f"task_shards={shards}: the calibrator {type(calibrator).__name__} needs a mean_cov attribute "
-                                  f"(global statistics of S); use tc2_nb.calibration.Calibrator")
-            calibrator.mean_cov = global_mean_cov
-        calibrator = calibrator.to(device).train()
-        broadcast_module(calibrator)
-        stage1 = Stage1(calibrator, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss, bilevel=cfg.variant != '-bilevel')
-    else: calibrator = None
-    broadcast_module(method)                                                    # every rank starts from rank 0's θ
-    if info.distributed:                                                        # other randomness (dropout) per rank
-        rs = _rank_seed(cfg.seed + 1, info.rank)
-        random.seed(rs); np.random.seed(rs % 2**32); torch.manual_seed(rs)
-    opt, sched, opt_settings = build_outer(cfg, method, batches.steps_per_epoch)
-    if cfg.compile: method.backbone.compile()
-    total = cfg.epochs * batches.steps_per_epoch
-    autocast = _autocast(cfg, device)
-    # resume (every rank loads the checkpoint; each takes its own random state)
-    step, epoch, pos = 0, 0, 0
-    if state is not None:
-        if state.get('world_size', 1) != info.world_size:
-            raise ConfigError(f"out_dir={cfg.out_dir!r} holds a run of world_size={state.get('world_size', 1)} processes; "
-                              f"resume it with the same number (torchrun --nproc-per-node {state.get('world_size', 1)}), not {info.world_size}")
-        method.load_state_dict(state['method'])
-        if calibrator is not None: calibrator.load_state_dict(state['calibrator'])
-        if stage1 is not None: stage1.load_state_dict(state['stage1'])
-        opt.load_state_dict(state['optimizer']); sched.load_state_dict(state['scheduler'])
-        set_rng_state((state.get('rng_ranks') or [state['rng']])[info.rank], g, g_aug)
-        step, epoch, pos = state['step'], state['epoch'], state['pos']
-    log, probe_log = CSVLog.resume(out, 'train_log.csv', step), CSVLog.resume(out, 'probe_log.csv', step)
-    if out: atomic_write_json(dict(cfg.to_dict(), resolved_optimizer=opt_settings, world_size=info.world_size), out/'config.json')
-    tb = TBLog(out if cfg.tensorboard else None, start_step=step, batch_size=cfg.batch_size)   # live curves (08f)
-    monitor, mlog = None, CSVLog()
-    if cfg.monitor_every and info.is_main:                      # rank 0 evaluates; the others go on to the next step's collectives
-        from tc2_nb.monitor import build_monitor, diagnose
-        monitor, split = build_monitor(cfg, full)
-        if out: atomic_write_json(split, out/'monitor_split.json')
-        val = monitor.splits['val'][1]
-        diag_images = (val.images[:512] if hasattr(val, 'images') else torch.stack([val[i][0] for i in range(min(512, len(val)))])).to(device)
-        mlog = CSVLog.resume(out, 'monitor.csv', step + 1 if state else 0)   # the checkpoint's own step was watched
-
-    def watch():
-        "One monitor point: kNN on the validation (and transfer) splits, and the representation diagnostics."
-        if monitor is None: return
-        rows = monitor(method.backbone, step, epoch)
-        d = diagnose(method, diag_images, augment, calibrator if uses_calibration(cfg.variant) else None, seed=cfg.seed)
-        rows += [dict(step=step, epoch=epoch, split='val', metric=k, value=v) for k, v in d.items()]
-        mlog.add(rows); tb.monitor_rows(rows)
-    if state is None: watch()                                   # the curve starts at initialisation
-
-    def save(finished=False):
-        if cfg.out_dir is None: return
-        rngs = gather_objects(rng_state(g, g_aug))                              # a collective: every rank calls save
-        if out is None: return
-        ck = dict(config=cfg.to_dict(), step=step, epoch=epoch, pos=pos, finished=finished,
-                  method=method.state_dict(), calibrator=calibrator.state_dict() if calibrator is not None else None,
-                  stage1=stage1.state_dict() if stage1 is not None else None,
-                  optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rngs[0],
-                  rng_ranks=rngs if info.distributed else None, world_size=info.world_size)
-        bad = nonfinite_tensors({k: ck[k] for k in ('method', 'calibrator', 'stage1', 'optimizer')})
-        if bad:      # a finite loss can still leave NaN weights behind (lr=nan, an overflowing update): never save them
-            raise NonFiniteLossError(f"{len(bad)} tensors of the run's state are NaN or Inf after step {step - 1} (e.g. {bad[:3]}), "
-                                     f"so no checkpoint was written. {_likely_cause(opt_settings, cfg)}. "
-                                     f"Last good checkpoint: {_last_good(out)}")
-        atomic_torch_save(ck, out/'checkpoint.pt')
-
-    def flush():
-        try: rows, probes = window.flush()
-        except NonFiniteLossError as e:
-            raise NonFiniteLossError(f"{e}; the run stopped. Last good checkpoint: {_last_good(out)}. {_likely_cause(opt_settings, cfg)}") from None
-        log.add(rows); probe_log.add(probes); tb.train_rows(rows); tb.probe_rows(probes)
-        return rows
-
-    finished = state is not None and state.get('finished', False)
-    window = StepWindow()
-    t_start, steps_run = time.time(), 0
-    outer = [p for p in method.parameters() if p.requires_grad]
-    backbone_params = [p for p in method.backbone.parameters() if p.requires_grad]
-    bar = tqdm(total=total, initial=step, disable=not cfg.progress or finished or not info.is_main,
-               desc=f"{cfg.method} {cfg.variant}", leave=False)
-    stop = finished
-    while not stop and epoch < cfg.epochs:
-        for x in batches(cfg.seed, epoch, pos):
-            if cfg.max_steps is not None and step >= cfg.max_steps: stop = True; break
-            probe = bool(cfg.probe_every) and step % cfg.probe_every == 0
-            lr = opt.param_groups[0]['lr']
-            opt.zero_grad(set_to_none=True)
-            if cfg.variant == 'base':
-                terms, grads = plain_step(method, x, augment, g_aug, probe_tasks=cfg.n_tasks if probe else 0, autocast=autocast,
-                                          global_batch=cfg.global_batch)
-            else:
-                tasks = rank_task_split(x.shape[0], settings, shards, info.rank if info.distributed else None, g, x.device)
-                terms, grads = bilevel_step(method, x, augment, g_aug, settings, stage1, tasks=tasks, probe=probe,
-                                            autocast=autocast, global_batch=cfg.global_batch)
-            average_gradients(outer)                                            # over ranks; a no-op for one process
-            terms['grad_norm_backbone'] = _grad_norm(backbone_params)           # what reaches the backbone (a device scalar)
-            opt.step(); sched.step()
-            method.after_step((step + 1) / total)
-            window.add(step, epoch, lr, terms, x.shape[0] * info.world_size)
-            if grads is not None: window.add_probe(step, epoch, {k: v for k, v in conflict_stats(grads).items() if k != 'cos'})
-            step += 1; pos += 1; steps_run += 1
-            bar.update(1)
-            if step % cfg.log_every == 0:
-                rows = flush()
-                if rows: bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}")
-            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and pos < batches.steps_per_epoch:
-                flush(); save()
-        else:
-            epoch += 1; pos = 0
-            flush()
-            if monitor is not None and monitor.due(epoch): watch()
-            save()
-            continue
-    flush(); tb.close()
-    bar.close()
-    finished = finished or (epoch >= cfg.epochs)
-    if not finished: save()                                   # stopped by max_steps: resumable from here
-    if finished and cfg.out_dir is not None and (state is None or not state.get('finished', False)):
-        if out is not None:                                   # final.pt first: a kill between the two leaves a run that
-            atomic_torch_save(dict(config=cfg.to_dict(), backbone=method.backbone.state_dict(), method=method.state_dict(),
-                                   calibrator=calibrator.state_dict() if calibrator is not None else None), out/'final.pt')
-        save(finished=True)                                   # is not yet marked finished, so a rerun writes final.pt
-    summary = _saved_summary(out) if out is not None and steps_run == 0 else None
-    if summary is None:                                       # trained now, or the saved one is missing or damaged
-        lf = log.frame()
-        last = lf[lf.epoch == lf.epoch.max()] if len(lf) else lf
-        summary = dict(steps=step, epochs_done=epoch, finished=finished, total_steps=total, seconds=time.time() - t_start,
-                       steps_run=steps_run, sec_per_step=(time.time() - t_start) / max(steps_run, 1),
-                       final_loss=float(last['loss'].mean()) if len(last) else None, device=str(device), optimizer=opt_settings,
-                       world_size=info.world_size)
-        if out is not None and finished: atomic_write_json(summary, out/'summary.json')
-    barrier()                                                 # rank 0's files are written before any rank goes on
-    if cfg.sync_bn and info.distributed: method = revert_sync_bn(method)   # evaluation never waits for other ranks
-    return TrainResult(method, calibrator, log.frame(), probe_log.frame(), cfg, out, step, finished, summary, mlog.frame())
+    device, info = _device_and_ranks(cfg)
+    folder = RunFolder(cfg, info)                                   # an earlier run there: resume, start over or refuse
+    run = build_run(cfg, device, info, train_dataset, method, augment, calibrator)
+    folder.resume(run)
+    sinks = folder.open_sinks(run)
+    watcher = Watcher(run, folder, sinks)
+    if folder.state is None: watcher(run)                           # the curve starts at initialisation
+    try: steps_run = train_loop(run, folder, sinks, watcher)
+    finally: sinks.close()
+    logs = sinks[CSVSink]
+    summary = folder.finish(run, logs.train, steps_run)
+    barrier()                                                       # rank 0's files are written before any rank goes on
+    if cfg.sync_bn and info.distributed: run.method = revert_sync_bn(run.method)   # evaluation never waits for other ranks
+    return TrainResult(run.method, run.calibrator, logs.train.frame(), logs.probe.frame(), cfg, folder.out, run.step,
+                       run.finished, summary, logs.monitor_log.frame())

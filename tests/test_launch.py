@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd, pytest, torch
 from tc2_nb.launch import launch, sweep_status, job_states, run_point, point_runner, ACTIVE_STATES
 from tc2_nb.sweep import run_sweep, run_name
-from tc2_nb.tblog import read_scalars
+from tc2_nb.sinks import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT/'scripts'/'slurm_local.sh'
