@@ -10,7 +10,7 @@ KERNEL := tc2_nb
 # Notebooks and tests run two at a time on small machines: one BLAS thread each avoids oversubscription.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup data kernel sync slurm test portable demo lab clean-runs
+.PHONY: setup data kernel sync slurm chromium docs test portable demo lab clean-runs
 
 setup: $(STAMP) data kernel
 
@@ -35,6 +35,16 @@ slurm:
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null || echo "note: apt-get could not install slurm-wlm munge"; \
 	  else echo "note: not root; the SLURM tests will be skipped"; fi; fi
 
+# Debian's Chromium, for the docs site's browser test (tests/test_docs.py drives it headless).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || echo "note: apt-get could not install chromium"; \
+	  else echo "note: not root; the docs browser test will be skipped"; fi; fi
+
+# The docs site (docs/site/index.html): every notebook a page, the API reference, search; offline, warnings fail it.
+docs: setup
+	$(BIN)/python scripts/build_docs.py
+
 # A named Jupyter kernel for this environment, used by JupyterLab and papermill alike. Registered every time, so that
 # it runs this checkout's environment even after another checkout (or a moved one) registered the name.
 kernel: $(STAMP)
@@ -48,8 +58,9 @@ sync: $(STAMP)
 	  if [ "$$before" != "$$after" ]; then echo "tc2_nb/ is out of sync with nbs/: run nbdev-export and commit"; git status --porcelain; exit 1; fi
 	@echo "sync: notebooks clean, library in sync"
 
-test: setup sync slurm
+test: setup sync slurm chromium
 	$(BIN)/nbdev-test --n-workers 2 --timing
+	$(MAKE) docs
 	$(BIN)/python -m pytest -q tests/
 
 # The suite as CPUs without AVX-512 (avx2) and without AVX (generic) round floats, at 1 and 2 threads: a test must pass

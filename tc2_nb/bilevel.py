@@ -5,7 +5,7 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, dataclasses, inspect, itertools, math, warnings
+import contextlib, dataclasses, inspect, itertools, math, warnings, weakref
 from dataclasses import dataclass
 from typing import Callable
 import torch
@@ -14,42 +14,16 @@ from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views
-from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING
+from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
 from .distributed import average_gradients, global_loss, globalise_caches
 
 # %% auto #0
-__all__ = ['TinyMethod', 'call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats',
-           'plain_step', 'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1', 'stage2',
-           'NotBatchable', 'BatchedWriteError', 'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
+__all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats', 'plain_step',
+           'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1', 'stage2', 'NotBatchable',
+           'BatchedWriteError', 'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
            'batch_stats_only', 'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched',
-           'stage2_batched', 'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split',
-           'bilevel_step']
-
-# %% ../nbs/08c_bilevel.ipynb #e8336c68
-class TinyMethod(nn.Module):
-    "Linear-BN-ReLU backbone, linear projector, InfoNCE over the views of each image; views = x + noise."
-    recipe, n_views = 'none', 2
-    def __init__(self, d_in=6, width=8, d=5, bn=True, temperature=0.5):
-        super().__init__()
-        self.backbone = nn.Sequential(nn.Linear(d_in, width), nn.BatchNorm1d(width) if bn else nn.Identity(), nn.Tanh())
-        self.projector = nn.Linear(width, d)
-        self.temperature = temperature
-    def make_views(self, x, m, augment, generator):
-        return x[:, None] + 0.3 * torch.randn(x.shape[0], m, x.shape[1], generator=generator, dtype=x.dtype, device=x.device)
-    def target(self, views): return None
-    def embed(self, views):
-        B, v = views.shape[:2]
-        return self.projector(self.backbone(views.flatten(0, 1))).view(B, v, -1)
-    def loss(self, z, t=None):
-        z = nn.functional.normalize(z, dim=-1)
-        B, v = z.shape[:2]
-        losses = []
-        for i in range(v):
-            for j in range(v):
-                if i != j: losses.append(nn.functional.cross_entropy(z[:, i] @ z[:, j].T / self.temperature, torch.arange(B, device=z.device)))
-        return torch.stack(losses).mean()
-    def after_step(self, progress): pass
-    def features(self, x): return self.backbone(x)
+           'stage2_batched', 'TaskRunner', 'task_runner', 'shard_task_split', 'shard_tasks', 'make_calibrate',
+           'TC2Settings', 'rank_task_split', 'frozen', 'make_tasks', 'batch_factors', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #59fb1fbf
 class _Bound(nn.Module):
@@ -186,7 +160,7 @@ class Stage1:
         self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
         self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
 
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0):
+    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0, checked=False):
         """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
         `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`).
         `zs`'s rows are `z_all`'s from `row0` on, in order: f_w runs once over `z_all`, and those rows of its
@@ -201,7 +175,7 @@ class Stage1:
         if batched:
             one = lambda b, z, w, t: call_with(method, b, loss_of, calib_w(z, w), calibrated_target(method, t, calib, cal))
             ssl = over_tasks(lambda z, w, t: one(batch_stats_only(method), z, w, t), zs, rows_of(zs, row0), ts,
-                             module=method).mean()
+                             module=method, checked=checked).mean()
         else:
             starts = list(itertools.accumulate([row0] + [z[..., 0].numel() for z in zs]))
             ssl = torch.stack([call_with(method, bn(), loss_of, calib_w(z, rows_of(z, s)), calibrated_target(method, t, calib, cal))
@@ -214,10 +188,11 @@ class Stage1:
         for p, g in zip(params, grads): p.grad = None if g is None else g.detach()
         average_gradients(params)                                   # over ranks (a no-op for one process)
 
-    def step(self, method, zs:list, zq:list, ts:list, tq:list, batched:bool=False) -> dict:
+    def step(self, method, zs:list, zq:list, ts:list, tq:list, batched:bool=False, runner=None) -> dict:
         """One stage-1 update from per-task support `zs` and query `zq` (detached), targets `ts`, `tq`.
         `batched`: each of them stacked over tasks (`stack_tasks`; zs, zq (K, n, v, d)), the K task losses of each
-        objective in one vmap (the `'maml'` mode keeps the loop)."""
+        objective in one vmap (the `'maml'` mode keeps the loop); if the first batched objective fails (nothing is
+        written yet), the `runner` (a `TaskRunner`) falls back and the loop runs."""
         dt = _dtype(self.cal)
         if batched:
             zs, zq = zs.detach().to(dt), zq.detach().to(dt)
@@ -230,12 +205,14 @@ class Stage1:
         bn = lambda: norm_buffer_copies(method, names)
         params = [p for g in self.opt_s.param_groups for p in g['params']]
         nq0 = sum(z[..., 0].numel() for z in (zs if isinstance(zs, list) else [zs]))   # z_all's first query row
-        obj = lambda zs, ts, kind, row0: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0)
+        checked = runner is not None and runner.checked
+        obj = lambda zs, ts, kind, row0: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked)
         first = None
         if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
             try: first = obj(zs, ts, 'ssl', 0)
             except Exception as e:
-                _fall_back(method, _why(e))
+                if runner is None: raise
+                runner.fall_back(method, _why(e))
                 K = zs.shape[0]
                 return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
@@ -365,13 +342,13 @@ def _restore_buffers(module, before:dict, snapshot:dict|None) -> list[str]:
                 if n in snapshot: sub._buffers[bname].copy_(snapshot[n])
     return changed
 
-def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
+def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None, checked:bool=False):
     """`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`.
     With `module`: a buffer of it (other than the per-task copies passed in) written under vmap would be written once,
-    not once per task as the loop does (MoCo-like queues, counters), so it raises `NotBatchable`. The first call on a
-    module snapshots its buffers and puts them back before raising (then the loop gives its exact numbers); later
-    calls check the version counters only and, should a write happen then, raise a `BatchedWriteError`, which
-    stops the run (the write cannot be undone, so no fallback)."""
+    not once per task as the loop does (MoCo-like queues, counters), so it raises `NotBatchable`. Until a whole
+    batched step has passed (`checked`, the runner's record) each call snapshots the buffers and puts them back before
+    raising (then the loop gives its exact numbers); once `checked`, calls compare the version counters only and, should
+    a write happen then, raise a `BatchedWriteError`, which stops the run (the write cannot be undone, so no fallback)."""
     out_tree = {}
     def one(*args):                                 # vmap returns tensors only: an object's other fields ride outside
         leaves, out_tree['spec'] = pytree.tree_flatten(_to_tree(fn(*[_from_tree(a) for a in args])))
@@ -381,7 +358,6 @@ def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None):
         outs = iter(torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked))
         return pytree.tree_unflatten([next(outs) if l is None else l for l in out_tree['rest']], out_tree['spec'])
     if module is None: return vmapped(*stacked)
-    checked = getattr(module, '_vmap_checked', False)
     before = _buffer_state(module)
     snapshot = None if checked else {n: b.clone() for n, (b, _) in before.items()}
     try: out = vmapped(*stacked)
@@ -399,13 +375,14 @@ def _norm_modules(method) -> list:
 class StackedBuffers(dict):
     """Per-task copies of buffers by name, each (K, *shape) and contiguous (a vmapped BatchNorm writes its running
     statistics only into a contiguous batched buffer), all copies of one dtype blocks of one flat tensor:
-    `groups` [(flat, names, sizes, base, from_blocks)], `base` the values copied (all buffers of the group, flat)."""
+    `groups` [(flat, names, sizes, base, from_blocks, column_buffer)], `base` the values copied (all buffers of the
+    group, flat)."""
 
-def _block_index(method, K:int, sizes:list, device) -> tuple:
-    """Index tensors (cached on the module) for buffers of `sizes` laid end to end (`base`, (total,)): `to_blocks`
+def _block_index(K:int, sizes:list, device, cache:dict|None=None) -> tuple:
+    """Index tensors (kept in `cache`, the runner's, when given) for buffers of `sizes` laid end to end (`base`, (total,)): `to_blocks`
     gives the copies (K·total,), buffer b's as a (K, size_b) block; `from_blocks` reads them back as (K, total);
     `column_buffer` (total,) is each column's buffer."""
-    cache = method.__dict__.setdefault('_block_index_cache', {})
+    cache = {} if cache is None else cache
     key = (K, tuple(sizes), str(device))
     if key not in cache:
         offs = [0, *itertools.accumulate(sizes)]
@@ -415,7 +392,7 @@ def _block_index(method, K:int, sizes:list, device) -> tuple:
         cache[key] = to.to(device), frm.reshape(-1).to(device), col.to(device)
     return cache[key]
 
-def stacked_buffer_copies(method, K:int, layers:list[str]|None=None) -> StackedBuffers:
+def stacked_buffer_copies(method, K:int, layers:list[str]|None=None, cache:dict|None=None) -> StackedBuffers:
     """K copies of every running-statistics buffer (of the normalisation `layers` named, default all), stacked (task
     dim first): each task's pass writes its own. Two ops per dtype (a cat and an index), whatever the layer count."""
     bufs = dict(method.named_buffers())
@@ -426,10 +403,10 @@ def stacked_buffer_copies(method, K:int, layers:list[str]|None=None) -> StackedB
     for ns in by_kind.values():
         sizes = [bufs[n].numel() for n in ns]
         base = torch.cat([bufs[n].reshape(-1) for n in ns])
-        to_blocks, from_blocks, _ = _block_index(method, K, sizes, base.device)
+        to_blocks, from_blocks, column_buffer = _block_index(K, sizes, base.device, cache)
         flat, off = base[to_blocks], 0
         for n, k in zip(ns, sizes): out[n] = flat[off:off + K * k].view(K, *bufs[n].shape); off += K * k
-        out.groups.append((flat, ns, sizes, base, from_blocks))
+        out.groups.append((flat, ns, sizes, base, from_blocks, column_buffer))
     return out
 
 def batch_stats_only(method) -> dict:
@@ -459,10 +436,9 @@ def commit_running_stats(method, stacked:dict):
         a = [(1 - (mod.momentum or 0)) ** ck for ck in c]
         for b in ('running_mean', 'running_var'): weights[pre(mname) + b] = [math.prod(a[k + 1:]) for k in range(len(c))]
     bufs = dict(method.named_buffers())
-    for flat, ns, sizes, base, from_blocks in stacked.groups:
+    for flat, ns, sizes, base, from_blocks, col in stacked.groups:
         if not flat.is_floating_point(): continue
         K = flat.numel() // base.numel()
-        col = _block_index(method, K, sizes, flat.device)[2]
         w = torch.tensor([weights[n] for n in ns], dtype=flat.dtype).to(flat.device, non_blocking=True)   # (buffers, K)
         delta = ((flat[from_blocks].view(K, -1) - base) * w.T[:, col]).sum(0)   # Σ_k w_k (r_k − r0), every buffer
         torch._foreach_add_([bufs[n] for n in ns], [d.view(bufs[n].shape) for n, d in zip(ns, delta.split(sizes))])
@@ -475,45 +451,43 @@ def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
     if second_order: return "second_order=True keeps the per-task loop"
     if not inner: return "variant '-bilevel' has no inner step and keeps the per-task loop"
     if not getattr(method, 'vmap_safe', True): return f"{type(method).__name__} declares vmap_safe=False"
-    if getattr(method, '_vmap_failed', None): return method._vmap_failed
     for n, m in _norm_modules(method):
         if m.momentum is None: return f"BatchNorm {n} has momentum=None"
     return None
 
-def _fall_back(method, reason:str):
-    "Remember that `method` cannot be batched and say so once; later steps take the loop silently."
-    if getattr(method, '_vmap_failed', None): return
-    object.__setattr__(method, '_vmap_failed', reason)
-    warnings.warn(f"task_batching='vmap': {type(method).__name__} cannot be batched over tasks ({reason}); "
-                  "using the per-task loop", stacklevel=3)
 
 # %% ../nbs/08c_bilevel.ipynb #cc24c9f4
 def _embed(m, v): return m.embed(v)
 
-def support_batched(method, sup_v:list, autocast=contextlib.nullcontext) -> tuple[torch.Tensor, dict]:
+def support_batched(method, sup_v:list, autocast=contextlib.nullcontext, runner=None) -> tuple[torch.Tensor, dict]:
     """The K outer support passes at θ as one vmap: returns `z` (K, n, m', …) and the per-task views of θ it was
     computed from (`θ` expanded to K rows, so that row k of a gradient is task k's). BatchNorm normalises each task
     with its own batch statistics; the running statistics end as after K sequential passes."""
     named, _ = _param_lists(method)
     K = len(sup_v)
     per_task = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in named}
-    bufs = stacked_buffer_copies(method, K)
-    with autocast(): zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, dict(bufs), stack_tasks(sup_v), module=method)
+    runner = runner or TaskRunner('vmap')
+    bufs = stacked_buffer_copies(method, K, cache=runner.block_index)
+    with autocast():
+        zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, dict(bufs), stack_tasks(sup_v),
+                        module=method, checked=runner.checked)
     commit_running_stats(method, bufs)
     return zs, per_task
 
-def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext) -> torch.Tensor:
+def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext, checked:bool=False) -> torch.Tensor:
     "Stage 1's query `z` at θ, without gradient, K tasks in one vmap, with throw-away BatchNorm buffers."
     with torch.no_grad(), autocast():
-        return over_tasks(lambda v: call_with(method, batch_stats_only(method), _embed, v), stack_tasks(q_views), module=method)
+        return over_tasks(lambda v: call_with(method, batch_stats_only(method), _embed, v), stack_tasks(q_views), module=method,
+                          checked=checked)
 
 def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
                    beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
-                   autocast=contextlib.nullcontext) -> tuple[dict, torch.Tensor|None]:
+                   autocast=contextlib.nullcontext, runner=None) -> tuple[dict, torch.Tensor|None]:
     """`stage2` (first order, inner step) with the K tasks in one vmap each: support losses, their per-task
     gradients (Eq. 6) in one backward, the K query passes at their own θ_k and one backward (Eq. 7).
     `zs`, `per_task`: from `support_batched`; `ts`, `tq`: lists or already stacked (`stack_tasks`).
-    Falls back to the loop (one warning) if the method's loss cannot be vmapped."""
+    Falls back to the loop (one warning, `runner.fall_back`) if the method's loss cannot be vmapped."""
+    runner = runner or TaskRunner('vmap')
     named, bb = _param_lists(method)
     names, params = [n for n, _ in named], [p for _, p in named]
     K = zs.shape[0]
@@ -523,12 +497,12 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(calibrate(z), t), z, t)
     try:
         # BYOL's predictor has BatchNorm: copies for the layers the loss ran at the first step (all, then)
-        bufs = stacked_buffer_copies(method, K, getattr(method, '_loss_norm_layers', None))
-        ls = over_tasks(support_loss, per_task, dict(bufs), zs, ts_b, module=method)   # (K,): L_ssl on S_k at θ
+        bufs = stacked_buffer_copies(method, K, runner.loss_norm_layers, runner.block_index)
+        ls = over_tasks(support_loss, per_task, dict(bufs), zs, ts_b, module=method, checked=runner.checked)   # (K,): L^s_k at θ
         ran = commit_running_stats(method, bufs)
-        if not hasattr(method, '_loss_norm_layers'): object.__setattr__(method, '_loss_norm_layers', ran)
+        if runner.loss_norm_layers is None: runner.loss_norm_layers = ran
     except Exception as e:                                                         # nothing changed yet: the loop
-        _fall_back(method, _why(e))
+        runner.fall_back(method, _why(e))
         return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
                       query_loss=query_loss, probe=probe, autocast=autocast)
     g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
@@ -539,12 +513,12 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
     try:
         lq = over_tasks(lambda st, v, t: call_with(method, {**st, **batch_stats_only(method)}, query, v, t), fast,
-                        stack_tasks(q_views), tq_b, module=method)
+                        stack_tasks(q_views), tq_b, module=method, checked=runner.checked)
         lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
         for p, gi in zip(params, lq_grads):
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
     except Exception as e:                                                         # the query passes one by one
-        _fall_back(method, _why(e))
+        runner.fall_back(method, _why(e))
         bn_names, rows, tq_k = norm_buffer_names(method), [], _unstack(tq_b, K)
         for k in range(K):
             fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
@@ -555,6 +529,88 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     terms['loss'] = terms['loss_query']
     grads = torch.cat([g[i].detach().reshape(K, -1) for i in bb if g[i] is not None], 1) if probe else None
     return terms, grads
+
+# %% ../nbs/08c_bilevel.ipynb #2decc7b9
+def _embed_each(method, views:list, autocast) -> list:
+    with autocast(): return [method.embed(v) for v in views]
+
+class TaskRunner:
+    "How a step runs its K tasks (`'loop'` or `'vmap'`), and what it has found out about the method on the way."
+    def __init__(self, batching:str='loop'):
+        check_choice('task_batching', batching, TASK_BATCHING)
+        self.batching, self.failed, self.checked = batching, None, False   # why batching failed; a batched step passed
+        self.loss_norm_layers, self.block_index = None, {}                 # what the batched passes cache
+        self.batched, self._stacked = False, {}                            # this step: batched so far, its stacked values
+
+    def begin(self, method, s:TC2Settings) -> 'TaskRunner':
+        "A new step: batched if asked for, first order with an inner step, and nothing blocks it."
+        self._stacked = {}
+        batching = resolve_task_batching(self.batching, next(method.parameters()).device)
+        self.batched = batching == 'vmap' and uses_inner_step(s.variant) and not s.second_order and self.failed is None
+        if self.batched and (why := vmap_blocker(method)): self.fall_back(method, why)
+        return self
+
+    def fall_back(self, method, reason:str):
+        "The loop from here on: this step's remaining passes and every later step; one warning."
+        self.batched = False
+        if self.failed is not None: return
+        self.failed = reason
+        warnings.warn(f"task_batching='vmap': {type(method).__name__} cannot be batched over tasks ({reason}); "
+                      "using the per-task loop", stacklevel=3)
+
+    def support(self, method, sup_v:list, autocast) -> list:
+        "Each task's support `z` at θ with a live graph (BatchNorm's running statistics see these passes only)."
+        if self.batched:
+            try:
+                zs, self._stacked['per_task'] = support_batched(method, sup_v, autocast, self)
+                self._stacked['zs'] = zs; return list(zs.unbind(0))
+            except Exception as e: self.fall_back(method, _why(e))
+        return _embed_each(method, sup_v, autocast)
+
+    def query_at_theta(self, method, qry_v:list, autocast) -> list:
+        "Each task's query `z` at θ for stage 1: no gradient, throw-away BatchNorm buffers."
+        if self.batched:
+            try:
+                zq = self._stacked['zq'] = query_at_theta_batched(method, qry_v, autocast, self.checked)
+                return list(zq.unbind(0))
+            except Exception as e: self.fall_back(method, _why(e))
+        bn_names = norm_buffer_names(method)
+        with torch.no_grad(), autocast():
+            return [call_with(method, norm_buffer_copies(method, bn_names), _embed, v) for v in qry_v]
+
+    def stage1(self, stage1:Stage1, method, zs:list, zq:list, ts:list, tq:list) -> dict:
+        "Eq. 4–5 on the detached z (each objective's K task losses in one vmap when batched)."
+        if not self.batched: return stage1.step(method, zs, zq, ts, tq)
+        st = self._stacked
+        st['ts'], st['tq'] = stack_tasks(ts), stack_tasks(tq)
+        return stage1.step(method, st['zs'], st['zq'], st['ts'], st['tq'], batched=True, runner=self)
+
+    def calibrated_targets(self, method, ts:list, tq:list, calibrate:Callable, cal) -> tuple:
+        "Each task's targets in the calibrated space (`calibrated_target`), stacked when batched."
+        mapped = lambda t: calibrated_target(method, t, calibrate, cal)
+        if not self.batched: return [mapped(t) for t in ts], [mapped(t) for t in tq]
+        st = self._stacked
+        if not any(l is not None for l in pytree.tree_leaves(st['ts'])): return ts, tq
+        return tuple(over_tasks(mapped, st[k], module=method, checked=self.checked) for k in ('ts', 'tq'))
+
+    def stage2(self, method, zs:list, ts, qry_v:list, tq, calibrate:Callable, s:TC2Settings, zq:list|None=None,
+               probe:bool=False, autocast=contextlib.nullcontext) -> tuple[dict, torch.Tensor|None]:
+        "Eq. 6–7: the inner step to θ_k and the encoder's gradient of the query losses at θ_k, into `.grad`."
+        if not self.batched:
+            return stage2(method, zs, ts, qry_v, tq, calibrate, beta1=s.beta1, second_order=s.second_order, reduce=s.reduce,
+                          query_loss=s.query_loss, inner=uses_inner_step(s.variant), zq=zq, probe=probe, autocast=autocast)
+        out = stage2_batched(method, self._stacked['zs'], self._stacked['per_task'], ts, qry_v, tq, calibrate, beta1=s.beta1,
+                             reduce=s.reduce, query_loss=s.query_loss, probe=probe, autocast=autocast, runner=self)
+        if self.failed is None: self.checked = True
+        return out
+
+_RUNNERS = weakref.WeakKeyDictionary()       # method -> {task_batching: TaskRunner}, for calls without a runner
+
+def task_runner(method, batching:str='loop') -> TaskRunner:
+    "The runner `bilevel_step` uses for `method` when given none: one per (method, task_batching), kept beside the method."
+    runners = _RUNNERS.setdefault(method, {})
+    if batching not in runners: runners[batching] = TaskRunner(batching)
+    return runners[batching]
 
 # %% ../nbs/08c_bilevel.ipynb #e1791469
 def shard_task_split(n_images:int, n_shards:int, n_tasks:int, n_views:int, n_support:int,
@@ -620,81 +676,57 @@ def _task_views(views, t, split:TaskSplit) -> tuple[list, list, list, list]:
         ts.append(select_views(t, img, si)); tq.append(select_views(t, img, qi))
     return sup_v, qry_v, ts, tq
 
-def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
-                 tasks:TaskSplit|None=None, probe:bool=False, autocast=contextlib.nullcontext,
-                 global_batch:bool=False, **overrides) -> tuple[dict, torch.Tensor|None]:
-    """One bi-level step on batch `x` (METHOD.md, Eq. 4–7): stage 1 trains the calibrator (its own Adam), stage 2
-    puts the encoder's gradients into `.grad`. `settings`: a `TC2Settings`, or a variant name; any of its fields
-    may be given as keywords (`n_tasks=2`). `tasks`: the task split (default `split_tasks` from `generator`, after the
-    views); data parallelism hands in its rank's (`rank_task_split`). `global_batch` gathers the keys a method caches
-    for its queue. Returns (terms, per-task backbone gradients if `probe`)."""
-    s = TC2Settings(settings, **overrides) if isinstance(settings, str) else dataclasses.replace(settings, **overrides)
-    variant, beta1, reduce, query_loss = s.variant, s.beta1, s.reduce, s.query_loss
-    calibrated, inner = uses_calibration(variant), uses_inner_step(variant)
-    check_choice('task_batching', s.task_batching, TASK_BATCHING)
-    batched = s.task_batching == 'vmap' and inner and not s.second_order     # second order, -bilevel: the loop
-    if batched and (why := vmap_blocker(method)): _fall_back(method, why); batched = False
-    if calibrated and stage1 is None: raise ConfigError(f"variant={variant!r} needs a Stage1 (calibrator) object")
+@contextlib.contextmanager
+def frozen(module:nn.Module|None):
+    "`module`'s trainable parameters held (no gradient) inside the block: stage 2 trains the encoder only."
+    held = [p for p in (module.parameters() if module is not None else []) if p.requires_grad]
+    for p in held: p.requires_grad_(False)
+    try: yield
+    finally:
+        for p in held: p.requires_grad_(True)
 
-    # The K tasks: m views of each image, its target once (not adapted), support S_k and query Q_k views per task
+def make_tasks(method, x, augment, generator, s:TC2Settings, tasks:TaskSplit|None=None, autocast=contextlib.nullcontext,
+               global_batch:bool=False) -> tuple[list, list, list, list]:
+    "The K tasks of batch `x`: m views of each image, its target once (not adapted), each task's support and query views and targets."
     views = method.make_views(x, s.n_views, augment, generator)
     with autocast(), torch.no_grad(): t = method.target(views)
     if global_batch: globalise_caches(method)
     if tasks is None: tasks = split_tasks(x.shape[0], s.n_tasks, s.n_views, s.n_support, generator=generator, device=x.device)
-    sup_v, qry_v, ts, tq = _task_views(views, t, tasks)
+    return _task_views(views, t, tasks)
 
-    # Outer passes at θ: the support views with a live graph (BatchNorm's running statistics see these passes only)
-    if batched:
-        try: zs_b, per_task = support_batched(method, sup_v, autocast)           # outer passes at θ, one vmap
-        except Exception as e: _fall_back(method, _why(e)); batched = False
-    if batched: zs = list(zs_b.unbind(0))
-    else:
-        with autocast(): zs = [method.embed(v) for v in sup_v]                    # outer passes at θ
-    zq, terms = None, {}
-    if not inner:
-        with autocast(): zq = [method.embed(v) for v in qry_v]
+def batch_factors(cal, zs:list, zq:list) -> torch.Tensor:
+    "V = f_v(S) of the step's detached z (support and query, the rows stage 1 saw), at the updated f_v."
+    with torch.no_grad():
+        z_all = torch.cat([z.detach().reshape(-1, z.shape[-1]) for z in zs + zq]).to(_dtype(cal))
+        return cal.factors(z_all).detach()
 
-    # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z
+def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
+                 tasks:TaskSplit|None=None, probe:bool=False, autocast=contextlib.nullcontext,
+                 global_batch:bool=False, runner:TaskRunner|None=None, **overrides) -> tuple[dict, torch.Tensor|None]:
+    """One bi-level step on batch `x` (METHOD.md, Eq. 4–7): stage 1 trains the calibrator (its own Adam), stage 2
+    puts the encoder's gradients into `.grad`. `settings`: a `TC2Settings`, or a variant name; any of its fields
+    may be given as keywords (`n_tasks=2`). `tasks`: the task split (default `split_tasks` from `generator`, after the
+    views); data parallelism hands in its rank's (`rank_task_split`). `runner`: how the K tasks run (default
+    `task_runner(method, task_batching)`). `global_batch` gathers the keys a method caches for its queue.
+    Returns (terms, per-task backbone gradients if `probe`)."""
+    s = TC2Settings(settings, **overrides) if isinstance(settings, str) else dataclasses.replace(settings, **overrides)
+    calibrated, inner = uses_calibration(s.variant), uses_inner_step(s.variant)
+    runner = (runner or task_runner(method, s.task_batching)).begin(method, s)
+    if calibrated and stage1 is None: raise ConfigError(f"variant={s.variant!r} needs a Stage1 (calibrator) object")
+    sup_v, qry_v, ts, tq = make_tasks(method, x, augment, generator, s, tasks, autocast, global_batch)
+    # Outer passes at θ: the support views with a live graph; -bilevel (no inner step) also the query views
+    zs = runner.support(method, sup_v, autocast)
+    zq = None if inner else _embed_each(method, qry_v, autocast)
+    terms, calibrate = {}, (lambda z: z)
     if calibrated:
-        if inner:                                                                 # query at θ, stage 1 only
-            zq_s1 = None
-            if batched:
-                try: zq_b = query_at_theta_batched(method, qry_v, autocast); zq_s1 = list(zq_b.unbind(0))
-                except Exception as e: _fall_back(method, _why(e)); batched = False
-            if zq_s1 is None:
-                bn_names = norm_buffer_names(method)
-                with torch.no_grad(), autocast():
-                    zq_s1 = [call_with(method, norm_buffer_copies(method, bn_names), lambda m, v: m.embed(v), v) for v in qry_v]
-        else: zq_s1 = zq
-        if batched:                                                               # stage 1 over stacked tasks
-            ts_b, tq_b = stack_tasks(ts), stack_tasks(tq)
-            terms.update(stage1.step(method, zs_b, zq_b, ts_b, tq_b, batched=True))
-            batched = not getattr(method, '_vmap_failed', None)                   # stage 1 may have fallen back
-        else: terms.update(stage1.step(method, zs, zq_s1, ts, tq))
-        cal = stage1.cal
-        with torch.no_grad():
-            z_all = torch.cat([z.detach().reshape(-1, z.shape[-1]) for z in zs + zq_s1]).to(_dtype(cal))
-            V = cal.factors(z_all).detach()                                       # updated f_v, same S
-        calibrate = make_calibrate(cal, V, x.device.type)
-        mapped = lambda t: calibrated_target(method, t, calibrate, cal)
-        if batched and any(l is not None for l in pytree.tree_leaves(ts_b)):     # each task's targets, one vmap
-            ts, tq = (over_tasks(mapped, a, module=method) for a in (ts_b, tq_b))
-        elif not batched: ts, tq = [mapped(t) for t in ts], [mapped(t) for t in tq]
-    else:
-        calibrate = lambda z: z
+        zq_s1 = runner.query_at_theta(method, qry_v, autocast) if inner else zq
+        # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z
+        terms.update(runner.stage1(stage1, method, zs, zq_s1, ts, tq))
+        # ẑ = f_w(n(z)) Vᵀ, with V = f_v(S) of this batch at the updated f_v, fixed through stage 2
+        calibrate = make_calibrate(stage1.cal, batch_factors(stage1.cal, zs, zq_s1), x.device.type)
+        ts, tq = runner.calibrated_targets(method, ts, tq, calibrate, stage1.cal)
+    # Eq. 6–7, stage 2, f_v and f_w frozen: θ_k = θ − β1 ∇_θ L^s_k(θ); the encoder's gradient Σ_k ∇_θ L^q_k(θ_k)
+    with frozen(stage1.cal if calibrated else None):
+        t2, grads = runner.stage2(method, zs, ts, qry_v, tq, calibrate, s, zq=zq, probe=probe, autocast=autocast)
+    return {**terms, **t2}, grads
 
-    # Stage 2, f_v and f_w frozen: Eq. 6, θ_k = θ − β1 ∇_θ L^s_k(θ); Eq. 7, the encoder's gradient Σ_k ∇_θ L^q_k(θ_k)
-    frozen = [p for p in (stage1.cal.parameters() if calibrated else []) if p.requires_grad]
-    for p in frozen: p.requires_grad_(False)                                      # f_v, f_w held in stage 2
-    try:
-        if batched:
-            t2, grads = stage2_batched(method, zs_b, per_task, ts, qry_v, tq, calibrate, beta1=beta1, reduce=reduce,
-                                       query_loss=query_loss, probe=probe, autocast=autocast)
-            if not getattr(method, '_vmap_failed', None): object.__setattr__(method, '_vmap_checked', True)
-        else:
-            t2, grads = stage2(method, zs, ts, qry_v, tq, calibrate, beta1=beta1, second_order=s.second_order, reduce=reduce,
-                               query_loss=query_loss, inner=inner, zq=zq, probe=probe, autocast=autocast)
-    finally:
-        for p in frozen: p.requires_grad_(True)
-    terms.update(t2)
-    return terms, grads

@@ -15,13 +15,18 @@ from .distributed import dist_info
 
 # %% auto #0
 __all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'FORMER_DEFAULTS', 'DATASET_SHAPES',
-           'ACTIVATION_MARGIN', 'uses_tasks', 'uses_calibration', 'uses_inner_step', 'TrainConfig', 'saved_defaults',
-           'check_views_per_set', 'available_memory', 'views_per_step', 'check_view_memory', 'check_activation_memory',
-           'check_factors']
+           'ACTIVATION_MARGIN', 'resolve_task_batching', 'uses_tasks', 'uses_calibration', 'uses_inner_step',
+           'TrainConfig', 'saved_defaults', 'check_views_per_set', 'available_memory', 'views_per_step',
+           'check_view_memory', 'check_activation_memory', 'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
-TASK_BATCHING = ('loop', 'vmap')          # how stage 2 runs the K tasks (08c_bilevel)
+TASK_BATCHING = ('loop', 'vmap', 'auto')  # how a TC² step runs its K tasks (08c_bilevel); 'auto': by the device
+
+def resolve_task_batching(choice:str, device) -> str:
+    "`'auto'` as the fastest exact path on `device`: batched (`'vmap'`) on CUDA, the loop on the CPU (08c measures both)."
+    if choice != 'auto': return choice
+    return 'vmap' if torch.device(device).type == 'cuda' else 'loop'
 OPTIMIZERS = ('sgd', 'lars', 'adamw')
 
 def uses_tasks(variant:str) -> bool:
@@ -75,7 +80,7 @@ class TrainConfig:
     second_order: bool = False             # keep the graph through the inner step (Eq. 7 exactly)
     query_loss: str = 'ssl'                # L_q: the method's loss, or 'sse' between calibrated query views
     outer_reduce: str = 'mean'             # over tasks in Eq. 7: 'mean' (default) or 'sum' (literal)
-    task_batching: str = 'loop'            # stage 2 over the K tasks: 'loop' or 'vmap' (first order with an inner step; else the loop)
+    task_batching: str = 'auto'            # the K tasks: 'loop', 'vmap' (first order with an inner step) or 'auto' (vmap on CUDA)
     # outer optimiser (None: the method's recipe)
     epochs: int = 10
     batch_size: int = 256
@@ -119,6 +124,9 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.alphas, (int, float, list, tuple)): self.alphas = _alphas(self.alphas)
+        if self.task_batching == 'auto':                # saved as what it ran: 'loop' on the CPU, 'vmap' on CUDA
+            try: self.task_batching = resolve_task_batching('auto', get_device(self.device))
+            except Exception: pass                       # a bad device: validate() names it
 
     @property
     def alpha(self) -> tuple: return self.alphas

@@ -23,7 +23,7 @@ from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, saved_defaul
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
 from .sinks import CSVLog, CSVSink, Sinks, run_sinks
-from .bilevel import Stage1, TC2Settings, plain_step, bilevel_step, rank_task_split, conflict_stats
+from .bilevel import Stage1, TC2Settings, TaskRunner, plain_step, bilevel_step, rank_task_split, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
 
@@ -516,10 +516,11 @@ def make_step(run:Run) -> Callable:
                                            autocast=autocast, global_batch=cfg.global_batch)
     settings, shards = TC2Settings.from_config(cfg), cfg.task_shards or run.info.world_size
     rank = run.info.rank if run.info.distributed else None
+    runner = TaskRunner(cfg.task_batching)                                  # loop or batched, its fallback decided once
     def tc2_step(x, probe):
         tasks = rank_task_split(x.shape[0], settings, shards, rank, run.g, x.device)
         return bilevel_step(run.method, x, run.augment, run.g_aug, settings, run.stage1, tasks=tasks, probe=probe,
-                            autocast=autocast, global_batch=cfg.global_batch)
+                            autocast=autocast, global_batch=cfg.global_batch, runner=runner)
     return tc2_step
 
 def train_step(run:Run, ssl_step:Callable, window:StepWindow, x:torch.Tensor, y:torch.Tensor|None=None):

@@ -4,7 +4,7 @@ method of METHODS x the inner-step variants, one bilevel_step from identical sta
 once and still give the loop's numbers. Second order keeps the loop."""
 import copy, math, os, warnings
 import pytest, torch
-from tc2_nb.bilevel import BatchedWriteError, Stage1, TC2Settings, bilevel_step, norm_buffer_names
+from tc2_nb.bilevel import BatchedWriteError, Stage1, TC2Settings, bilevel_step, norm_buffer_names, task_runner
 from tc2_nb.core import ConfigError
 from tc2_nb.methods import METHODS
 from tc2_nb.train_config import TrainConfig, uses_inner_step, VARIANTS
@@ -185,7 +185,7 @@ def test_a_write_after_the_first_step_is_an_error():
     "A module that starts writing its buffers under vmap after a clean first step cannot be undone: an error, not wrong numbers."
     cfg, m, aug, x, cal = _setup('simclr', 'T')
     _run(cfg, m, aug, x, cal, 'vmap')                                          # clean: batched, checked
-    assert getattr(m, '_vmap_checked', False)
+    assert task_runner(m, 'vmap').checked                                   # the runner's record, not the module's
     _writes_buffers(m, 'counter')
     with pytest.raises(BatchedWriteError, match='after its first step'): _run(cfg, m, aug, x, cal, 'vmap')
 
