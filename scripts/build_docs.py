@@ -14,7 +14,7 @@ SRC = ROOT/'_docs_src'                       # beside nbs/: the notebooks' relat
 EXECUTED = ('01_data', '07_calibration', '10_theorem1', '17_cpu_study', '19_verdict_study')   # their figures are the point
 MODULES = ['core', 'data', 'views', 'tasks', 'backbones', 'losses', 'methods', 'calibration', 'train_config', 'optim',
            'bilevel', 'trainer', 'monitor', 'sinks', 'evaluate', 'theorem1', 'experiment', 'distributed', 'sweep',
-           'launch', 'export', 'cli', 'demo', 'verdict']
+           'launch', 'export', 'cli', 'demo']
 DIRECTIVE = re.compile(r'^\s*#\s*\|')
 
 CONF = r'''

@@ -10,8 +10,7 @@ PKG = Path(__file__).resolve().parents[1]/'tc2_nb'
 # leaf (issue 32: plain settings, no import of the layers it configures)
 LAYERS = {'core': 0, 'distributed': 0, 'data': 1, 'views': 2, 'tasks': 3, 'backbones': 1, 'losses': 1, 'methods': 2,
           'calibration': 3, 'train_config': 0, 'optim': 4, 'bilevel': 5, 'monitor': 5, 'sinks': 5, 'trainer': 6,
-          'evaluate': 6, 'theorem1': 6, 'export': 7, 'experiment': 7, 'sweep': 8, 'launch': 8, 'cli': 9, 'demo': 9,
-          'verdict': 9}
+          'evaluate': 6, 'theorem1': 6, 'export': 7, 'experiment': 7, 'sweep': 8, 'launch': 8, 'cli': 9, 'demo': 9}
 
 def module_of(path:Path) -> str:
     rel = path.relative_to(PKG).with_suffix('')
