@@ -104,6 +104,8 @@ def main():
         for name, f, status, msg in damaged_cases(Path(d)):
             held = status == 'repaired' or (status == 'refused' and (f in msg or f.lstrip('.') in msg))
             rows.append(dict(case=name, kind='damaged file', names=f, status=status, held=held, message=msg))
+        for r in rows: r['message'] = r['message'].replace(d, '<tmp>')       # no machine's path in committed results
+    for r in rows: r['message'] = r['message'].replace(str(Path.home()), '~')
     df = pd.DataFrame(rows)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     atomic_write(out/'bad_inputs.csv', df.to_csv(index=False))

@@ -101,7 +101,7 @@ def train_one(method, variant, epochs, seed, args, ev:Evaluator, runs_dir:Path) 
     try:
         res = pretrain(cfg)
     except NonFiniteLossError as e:
-        return dict(row, status='nonfinite', message=str(e), train_min=(time.time() - t0) / 60)
+        return dict(row, status='nonfinite', message=str(e).replace(str(Path(args.work).resolve()), args.work), train_min=(time.time() - t0) / 60)
     lf, s = res.log, res.summary
     ep = lf.groupby('epoch')['loss'].mean()
     first, last = float(ep.iloc[0]), float(ep.iloc[-1])

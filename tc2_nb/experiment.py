@@ -202,7 +202,7 @@ def read_results(path, expect_rows:bool=True, need:tuple=(*ID_COLUMNS, 'evaluati
 def _finished_results(out:Path, cfg:TrainConfig, exp:dict) -> pd.DataFrame|None:
     """The finished run's results when its files are whole and its settings are these; None when its evaluation must be
     redone (results or experiment.json damaged, training settings unchanged): they are recomputed from the final weights."""
-    try: diff = _experiment_diff(read_json(out/'experiment.json'), cfg, exp)
+    try: diff = _experiment_diff(_saved_settings(out), cfg, exp)
     except (FileNotFoundError, DamagedFileError) as e:
         if not (out/'config.json').exists(): raise DamagedFileError(f"{e}, and config.json is missing; pass fresh=True to train again")
         saved = read_json(out/'config.json', f"; pass fresh=True to train {str(out)!r} again")   # the training settings
@@ -217,6 +217,16 @@ def _finished_results(out:Path, cfg:TrainConfig, exp:dict) -> pd.DataFrame|None:
         warnings.warn(f"{e}; the finished run is evaluated again from its final weights", stacklevel=3)
         return None
 
+def _saved_settings(out:Path) -> dict:
+    """A finished run's settings, each recorded once: training in `config.json`, evaluation in `experiment.json` (a
+    folder written before that split keeps its training settings in `experiment.json` too; they are the same)."""
+    from tc2_nb.train_config import saved_defaults
+    exp = read_json(out/'experiment.json')
+    if set(exp) <= set(EXPERIMENT_DEFAULTS):
+        train = read_json(out/'config.json', f"; pass fresh=True to train {str(out)!r} again")
+        exp = {**{k: v for k, v in train.items() if k in saved_defaults()}, **exp}
+    return exp
+
 def _experiment_diff(saved:dict, cfg:TrainConfig, exp:dict) -> str:
     "The settings (not run control) that differ from a finished run's saved ones (`experiment.json`, or `config.json` without `exp`)."
     from tc2_nb.train_config import RUN_CONTROL_KEYS, saved_defaults
@@ -227,7 +237,7 @@ def _experiment_diff(saved:dict, cfg:TrainConfig, exp:dict) -> str:
 
 def _run_experiment(cfg:TrainConfig, exp:dict, out:Path|None) -> pd.DataFrame:
     from tc2_nb.trainer import pretrain
-    if out is not None: atomic_write_json(dict(cfg.to_dict(), **exp), out/'experiment.json')
+    if out is not None: atomic_write_json(exp, out/'experiment.json')   # the training settings go to config.json alone
     t0 = time.time()
     res = pretrain(cfg)
     backbone = res.backbone.eval()

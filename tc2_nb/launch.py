@@ -9,7 +9,7 @@ import fcntl, json, os, re, subprocess, sys, time
 from pathlib import Path
 from .core import ConfigError, atomic_write_json, check_choice, is_locked, run_cli, parse_overrides
 from .experiment import run_finished
-from .sweep import expand_grid, run_name, run_sweep, papermill_runner, load_sweep, check_sweep, report, RESULTS, FAILED, PARAMS
+from .sweep import expand_grid, run_name, run_sweep, record_sweep, papermill_runner, load_sweep, check_sweep, report, RESULTS, FAILED, PARAMS
 
 # %% auto #0
 __all__ = ['SLURM_DEFAULTS', 'EXECUTORS', 'LAUNCH_DIR', 'LOCK', 'ACTIVE_STATES', 'slurm_options', 'point_status',
@@ -237,7 +237,7 @@ def launch(s:dict, executor:str='slurm', overrides:dict|None=None, wait:bool|Non
     options = slurm_options(s.get('slurm'), overrides)
     out_root = Path(s['out_root']).resolve(); out_root.mkdir(parents=True, exist_ok=True)
     points = expand_grid(s['grid'])
-    atomic_write_json(dict(base=s['base'], grid=s['grid']), out_root/'sweep.json')
+    record_sweep(out_root, s['base'], s['grid'])
     jobs = read_jobs(out_root)
     queued = {k for k, v in jobs.items() if v.get('executor') == 'slurm'}
     live = {k for k, v in job_states([jobs[k]['job_id'] for k in queued]).items() if v['state'] in ACTIVE_STATES} if queued else set()

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ConfigError
+from .core import ConfigError, DamagedFileError, atomic_write, atomic_write_json
 from .data import stratified_subset, get_dataset
 from . import evaluate as ev
 
 # %% auto #0
 __all__ = ['validation_split', 'effective_rank', 'alignment', 'mean_cosine', 'uniformity', 'subspace_cosine', 'weight_stats',
-           'diagnose', 'Monitor', 'build_monitor', 'OnlineLinear']
+           'diagnose', 'Monitor', 'build_monitor', 'store_monitor_split', 'read_monitor_split', 'OnlineLinear']
 
 # %% ../nbs/08e_monitor.ipynb #fa7f0e55
 def validation_split(labels, n_train:int|None, n_val:int, seed:int=1) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +125,35 @@ def build_monitor(cfg, full_train, transfer:list|None=None, seed:int=1) -> tuple
         splits[name] = (ds.subset(b), ds.subset(q))
         record[f'{name}_bank_indices'], record[f'{name}_query_indices'] = b.tolist(), q.tolist()
     return Monitor(splits, cfg.monitor_every, batch_size=1024), record
+
+# %% ../nbs/08e_monitor.ipynb #f53ef98a
+def _sha256(b:bytes) -> str:
+    import hashlib
+    return hashlib.sha256(b).hexdigest()
+
+def store_monitor_split(run_dir, store, seed:int=1) -> Path:
+    "Move `run_dir/monitor_split.json` into `store` (once per content) and leave a reference to it; returns the stored file."
+    import json, os
+    run_dir, store = Path(run_dir), Path(store)
+    raw = (run_dir/'monitor_split.json').read_bytes()
+    if b'"stored_at"' in raw[:200]: return (run_dir/json.loads(raw)['stored_at']).resolve()   # already a reference
+    split, digest = json.loads(raw), _sha256(raw)
+    target = store/f"monitor_split-{split['dataset']}-seed{seed}-{digest[:12]}.json"
+    if not target.exists(): store.mkdir(parents=True, exist_ok=True); atomic_write(target, raw)
+    elif _sha256(target.read_bytes()) != digest: raise ValueError(f"{str(target)!r} holds other content than its name says")
+    atomic_write_json(dict(stored_at=os.path.relpath(target, run_dir), sha256=digest), run_dir/'monitor_split.json')
+    return target
+
+def read_monitor_split(run_dir) -> dict:
+    "A run's monitor split record, whether in its folder or stored once elsewhere (the reference's hash is checked)."
+    import json
+    d = Path(run_dir)
+    rec = json.loads((d/'monitor_split.json').read_text())
+    if 'stored_at' not in rec: return rec
+    raw = (d/rec['stored_at']).read_bytes()
+    if _sha256(raw) != rec['sha256']: raise DamagedFileError(f"{str(d/rec['stored_at'])!r} does not match the hash in {str(d/'monitor_split.json')!r}")
+    return json.loads(raw)
+
 
 # %% ../nbs/08e_monitor.ipynb #56d7c40d
 class OnlineLinear:

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 from .core import atomic_write_json, atomic_write, ConfigError, RunLockedError, is_locked, lock_holder, DamagedFileError, load_yaml
 
 # %% auto #0
-__all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'run_sweep', 'default_kernel',
-           'papermill_runner', 'collect', 'summarize', 'paired_deltas', 'mean_std_table', 'format_deltas', 'delta_plot',
-           'probe_curves', 'conflict_plot', 'gain_spread_plot', 'load_sweep', 'check_sweep', 'grid_keys', 'report']
+__all__ = ['RESULTS', 'FAILED', 'PARAMS', 'SWEEP_KEYS', 'expand_grid', 'run_name', 'recorded_sweeps', 'record_sweep', 'run_sweep',
+           'default_kernel', 'papermill_runner', 'run_params', 'collect', 'summarize', 'paired_deltas',
+           'mean_std_table', 'format_deltas', 'delta_plot', 'probe_curves', 'conflict_plot', 'gain_spread_plot',
+           'load_sweep', 'check_sweep', 'grid_keys', 'report']
 
 # %% ../nbs/14_sweep.ipynb #2fa2f7d8
 def expand_grid(grid:dict) -> list[dict]:
@@ -40,13 +41,30 @@ def _lost_lock_race(e:Exception) -> bool:
     "The run found its folder locked by another process (in this process, or inside a papermill kernel)."
     return isinstance(e, RunLockedError) or getattr(e, 'ename', None) == 'RunLockedError'
 
+def recorded_sweeps(out_root) -> list[dict]:
+    "Every sweep (`base`, `grid`) that ran points under `out_root`, oldest first, as `sweep.json` records them."
+    f = Path(out_root)/'sweep.json'
+    try: s = json.loads(f.read_text())
+    except (OSError, ValueError): return []
+    return s.get('sweeps', [s] if 'grid' in s else [])             # an older sweep.json held one sweep
+
+def record_sweep(out_root, base:dict, grid:dict):
+    """Add a sweep to `out_root/sweep.json` (once): the runs' parameters live there, not in every run folder, so that a
+    run folder records its configuration once (its own `config.json`). Sweeps sharing a root take turns on a file lock."""
+    import fcntl
+    out_root = Path(out_root)
+    with open(out_root/'.sweep.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known, entry = recorded_sweeps(out_root), json.loads(json.dumps(dict(base=base, grid=grid)))   # as JSON reads it back
+        if entry not in known: atomic_write_json(dict(sweeps=known + [entry]), out_root/'sweep.json')
+
 def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_root, progress=True) -> pd.DataFrame:
     """Run every grid point not yet finished; return one row per point with its status. A point that another process
     holds (its run folder's lock) is skipped, so several sweep processes on one `out_root` share the work."""
     from tc2_nb.experiment import run_finished
     out_root = Path(out_root); out_root.mkdir(parents=True, exist_ok=True)
     points = expand_grid(grid)
-    atomic_write_json(dict(base=base, grid=grid), out_root/'sweep.json')
+    record_sweep(out_root, base, grid)
     rows = []
     for point in tqdm(points, desc='sweep', disable=not progress):
         d = out_root/run_name(point)
@@ -56,7 +74,6 @@ def run_sweep(run_fn:Callable[[dict, Path], object], base:dict, grid:dict, out_r
         if is_locked(d):                                          # another sweep process trains it: take the next one
             rows.append(dict(point, run=d.name, status=f'running elsewhere (skipped): {lock_holder(d)}')); continue
         t0 = time.time()
-        atomic_write_json(params, d/PARAMS)
         try:
             run_fn(params, d)
             if not (d/RESULTS).exists(): raise RuntimeError(f"run finished without writing {d/RESULTS}")
@@ -122,6 +139,18 @@ def _parse_name(name:str) -> dict:
             out[k] = int(v) if re.fullmatch(r'-?\d+', v) else v
     return out
 
+def run_params(run_dir) -> dict:
+    """A run's sweep parameters (base + its grid point), from the record of the sweeps beside it (`sweep.json`); folders
+    of older sweeps have them in `params.json`. Else what the run recorded itself (`config.json`, `experiment.json`),
+    else its folder name."""
+    d = Path(run_dir)
+    if (d/PARAMS).exists(): return json.loads((d/PARAMS).read_text())
+    for s in reversed(recorded_sweeps(d.parent)):
+        point = next((p for p in expand_grid(s['grid']) if run_name(p) == d.name), None)
+        if point is not None: return {**s['base'], **point}
+    saved = {k: v for f in ('config.json', 'experiment.json') if (d/f).exists() for k, v in json.loads((d/f).read_text()).items()}
+    return saved or _parse_name(d.name)
+
 def collect(out_root, keys:list[str]|None=None) -> pd.DataFrame:
     "Stack every finished run's `results.csv` under `out_root`, with its grid point as columns."
     from tc2_nb.experiment import read_results
@@ -130,9 +159,7 @@ def collect(out_root, keys:list[str]|None=None) -> pd.DataFrame:
         try: df = read_results(f, expect_rows=False, need=('metric', 'value'))
         except DamagedFileError as e:                 # never aggregated: rerun the point to recompute it from its weights
             warnings.warn(f"{e}; left out of the report (rerun the sweep to evaluate that run again)"); continue
-        pf = f.parent/PARAMS
-        params = json.loads(pf.read_text()) if pf.exists() else _parse_name(f.parent.name)
-        for k, v in params.items():
+        for k, v in run_params(f.parent).items():
             if not isinstance(v, (str, int, float, bool)) or k == 'out_dir': continue
             if k not in df.columns: df[k] = v
         df['run'] = f.parent.name
@@ -209,9 +236,7 @@ def probe_curves(out_root) -> pd.DataFrame:
     for f in sorted(Path(out_root).glob('*/probe_log.csv')):
         if f.stat().st_size == 0: continue
         df = pd.read_csv(f)
-        pf = f.parent/PARAMS
-        params = json.loads(pf.read_text()) if pf.exists() else _parse_name(f.parent.name)
-        for k, v in params.items():
+        for k, v in run_params(f.parent).items():
             if isinstance(v, (str, int, float, bool)) and k != 'out_dir' and k not in df.columns: df[k] = v
         df['run'] = f.parent.name
         frames.append(df)

@@ -431,8 +431,9 @@ class RunFolder:
         "The run's logs cut back to its step, and its configuration (with the optimiser it resolved) in `config.json`."
         monitor = bool(self.cfg.monitor_every) and self.info.is_main
         sinks = run_sinks(self.cfg, self.out, run.step, resumed=self.state is not None, monitor=monitor)
-        if self.out: atomic_write_json(dict(self.cfg.to_dict(), resolved_optimizer=run.opt_settings, world_size=self.info.world_size),
-                                       self.out/'config.json')
+        if self.out:                # no out_dir: the folder is where the file is, and a machine's path has no place in results
+            saved = {k: v for k, v in self.cfg.to_dict().items() if k != 'out_dir'}
+            atomic_write_json(dict(saved, resolved_optimizer=run.opt_settings, world_size=self.info.world_size), self.out/'config.json')
         return sinks
 
     def save(self, run:Run, finished:bool=False):

@@ -58,7 +58,7 @@ def test_damaged_experiment_json_with_other_settings_is_refused(finished, tmp_pa
         run_experiment(dict(TINY, lr=0.2), out_dir=str(d))
     with pytest.warns(UserWarning, match='training settings match config.json'):     # the same settings: evaluated again
         run_experiment(TINY, out_dir=str(d))
-    assert json.loads((d/'experiment.json').read_text())['lr'] is None                 # and experiment.json is whole again
+    assert json.loads((d/'experiment.json').read_text())['evals'] == TINY.get('evals', ['in_domain'])   # whole again
 
 
 def test_damaged_log_of_an_unfinished_run_names_the_file(tmp_path):
@@ -100,3 +100,17 @@ def test_a_nan_metric_is_a_value_not_damage(finished, tmp_path):
     assert df.value.astype(str).str.lower().eq('nan').sum() == 1 and len(df) == len(lines) - 1
     p.write_text(p.read_text().replace(',nan,', ',4l.2,'))
     with pytest.raises(DamagedFileError, match='a value is not a number'): read_results(p)
+
+
+def test_a_folder_in_the_older_layout_is_still_finished(finished, tmp_path):
+    "Before issue 31 experiment.json repeated the training settings (and out_dir); such a folder is still done, and checked."
+    from tc2_nb.experiment import split_params
+    d = _copy(finished, tmp_path)
+    cfg, exp = split_params(dict(TINY, out_dir=str(d)))
+    (d/'experiment.json').write_text(json.dumps(dict(cfg.to_dict(), **exp)))
+    (d/'params.json').write_text(json.dumps(dict(TINY, out_dir=str(d))))
+    before = (d/'results.csv').read_text()
+    assert run_experiment(TINY, out_dir=str(d)).equals(read_results(d/'results.csv'))     # served, not retrained
+    assert (d/'results.csv').read_text() == before
+    with pytest.raises(ConfigError, match=r"other settings \(lr: None there, 0.2 now\)"):
+        run_experiment(dict(TINY, lr=0.2), out_dir=str(d))
