@@ -14,10 +14,10 @@ from .core import ConfigError, check_choice, check_range, get_device, load_yaml
 from .distributed import dist_info
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'RUN_CONTROL_KEYS', 'FORMER_DEFAULTS', 'DATASET_SHAPES',
-           'ACTIVATION_MARGIN', 'resolve_task_batching', 'uses_tasks', 'uses_calibration', 'uses_inner_step',
-           'TrainConfig', 'saved_defaults', 'check_views_per_set', 'available_memory', 'views_per_step',
-           'check_view_memory', 'check_activation_memory', 'check_factors']
+__all__ = ['VARIANTS', 'TASK_BATCHING', 'OPTIMIZERS', 'DEFAULT_BETA1', 'METHOD_BETA1', 'RUN_CONTROL_KEYS', 'FORMER_DEFAULTS',
+           'DATASET_SHAPES', 'ACTIVATION_MARGIN', 'resolve_task_batching', 'uses_tasks', 'uses_calibration',
+           'uses_inner_step', 'TrainConfig', 'saved_defaults', 'check_views_per_set', 'available_memory',
+           'views_per_step', 'check_view_memory', 'check_activation_memory', 'check_factors']
 
 # %% ../nbs/08a_train_config.ipynb #84cc454c
 VARIANTS = ('base', 'T', 'TC2', '-Lv', '-Lw', '-bilevel')
@@ -42,6 +42,9 @@ def uses_inner_step(variant:str) -> bool:
     return variant in ('T', 'TC2', '-Lv', '-Lw')
 
 # %% ../nbs/08a_train_config.ipynb #98957687
+DEFAULT_BETA1 = 0.05                    # the inner step of Eq. 6 (the prototype's value)
+METHOD_BETA1 = {'vicreg': 0.02}         # methods whose TC² needs a smaller one (06f_vicreg: measured)
+
 def _alphas(value) -> tuple:
     "One float for all four stage-1 step sizes, or the four (α1, α2, α3, α4)."
     if isinstance(value, (int, float)): return (float(value),)*4
@@ -75,7 +78,7 @@ class TrainConfig:
     restore_norm: bool|str|None = None     # ẑ's scale: False, True (each row's ‖z‖), 'batch' (z's batch spread); None: 'batch' for a scale_sensitive method, else False
     calibrate_targets: bool = True         # BYOL's targets, MoCo's keys and queue calibrated with the same V, f_w
     alphas: Any = (1e-3, 1e-3, 1e-3, 1e-3) # α1..α4: Adam step sizes of stage 1 (Eq. 4, 5)
-    beta1: float = 0.05                    # inner SGD step of stage 2 (Eq. 6)
+    beta1: float|None = None               # inner SGD step of stage 2 (Eq. 6); None: the method's, METHOD_BETA1 (else 0.05)
     stage1: str = 'sequential'             # 'sequential' (Eq. 4 then 5) or 'maml'
     second_order: bool = False             # keep the graph through the inner step (Eq. 7 exactly)
     query_loss: str = 'ssl'                # L_q: the method's loss, or 'sse' between calibrated query views
@@ -124,6 +127,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.alphas, (int, float, list, tuple)): self.alphas = _alphas(self.alphas)
+        if self.beta1 is None: self.beta1 = METHOD_BETA1.get(self.method, DEFAULT_BETA1)   # saved as what it ran
         if self.task_batching == 'auto':                # saved as what it ran: 'loop' on the CPU, 'vmap' on CUDA
             try: self.task_batching = resolve_task_batching('auto', get_device(self.device))
             except Exception: pass                       # a bad device: validate() names it
