@@ -14,6 +14,7 @@ import torch
 from .core import (ConfigError, Registry, check_choice, check_range, atomic_write, atomic_write_json, run_lock, check_writable,
                          DamagedFileError, read_json, remove_stale_temps, load_checkpoint)
 from .train_config import TrainConfig
+from .preflight import preflight
 from .sinks import run_sinks
 from .data import DATASETS, get_dataset
 from . import evaluate as ev
@@ -131,7 +132,7 @@ def check_eval_options(name:str, options) -> None:
 
 def validate_experiment(cfg:TrainConfig, exp:dict, check_data:bool=True) -> None:
     "Check the run's config and evaluation settings, and (`check_data`) that every dataset can be found, before any compute."
-    cfg.validate()
+    preflight(cfg)
     if not isinstance(exp['evals'], (list, tuple)): raise ConfigError(f"evals={exp['evals']!r} must be a list of names from {sorted(EVALS)}")
     for e in exp['evals']:
         if e not in EVALS: raise ConfigError(f"evals={list(exp['evals'])!r}: unknown evaluation {e!r}; choose from {sorted(EVALS)}")

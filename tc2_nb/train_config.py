@@ -52,7 +52,7 @@ def _alphas(value) -> tuple:
 
 @dataclass
 class TrainConfig:
-    "Every knob of one pre-training run. `validate()` checks it before any data load or compute."
+    "Every knob of one pre-training run. `validate()` checks what needs no other layer; `preflight(cfg)` (08ab) the rest."
     # what to train
     method: str = 'simclr'                 # name in `tc2_nb.methods.METHODS`
     method_kwargs: dict = field(default_factory=dict)   # method hyper-parameters (defaults: the method's recipe)
@@ -283,18 +283,6 @@ def _check_places(c:TrainConfig):
     if c.fresh and c.out_dir is None: raise ConfigError("fresh=True needs an out_dir to start over in")
 
 # %% ../nbs/08a_train_config.ipynb #c78f2f62
-def _check_names(c:TrainConfig, method=True, dataset=True):
-    from tc2_nb.backbones import BACKBONES
-    check_choice('backbone', c.backbone, BACKBONES)
-    if method:
-        from tc2_nb.methods import METHODS
-        check_choice('method', c.method, METHODS)
-    if dataset:
-        from tc2_nb.data import DATASETS
-        check_choice('dataset', c.dataset, DATASETS)
-    from tc2_nb.data import DATASETS
-    for n in c.monitor_transfer: check_choice('monitor_transfer dataset', n, DATASETS)
-
 # (channels, image size) of the registered datasets, known without loading them
 DATASET_SHAPES = {'fashion_mnist': (1, 28), 'mnist': (1, 28), 'rotated_mnist': (1, 28), 'colored_mnist': (3, 28),
                   'cifar10': (3, 32), 'cifar100': (3, 32), 'stl10': (3, 96), 'imagenet100': (3, 224),
@@ -304,41 +292,6 @@ def _dataset_shape(c:TrainConfig) -> tuple[int, int]:
     "(channels, image_size) the backbone will see, without loading the dataset."
     ch, size = DATASET_SHAPES.get(c.dataset, (3, 32))
     return ch, (c.image_size or c.dataset_kwargs.get('image_size') or size)
-
-def _same_views(x, m, generator=None): return x[:, None].expand(-1, m, *x.shape[1:])
-
-def _embed_dim(c:TrainConfig, channels:int, image_size:int, device:str) -> tuple[int, float]:
-    "(d, numbers in the outputs of the model's layers per image): the second sizes the activations a step keeps."
-    from tc2_nb.backbones import get_backbone
-    from tc2_nb.methods import METHODS
-    with torch.device(device), torch.no_grad():
-        try: bb = get_backbone(c.backbone, channels=channels, image_size=image_size, **c.backbone_kwargs)
-        except ConfigError: raise
-        except TypeError as e: raise ConfigError(f"backbone_kwargs={c.backbone_kwargs!r} do not fit backbone {c.backbone!r}: {e}") from e
-        try: method = METHODS[c.method](bb, **c.method_kwargs)
-        except ConfigError: raise
-        except TypeError as e: raise ConfigError(f"method_kwargs={c.method_kwargs!r} do not fit method {c.method!r}: {e}") from e
-        method.eval()
-        views = method.make_views(torch.zeros(2, channels, image_size, image_size), 2, _same_views, None)
-        sizes = []
-        hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if torch.is_tensor(o) else 0))
-                 for m in method.modules() if not list(m.children())]
-        try: d = method.embed(views).shape[-1]
-        finally:
-            for h in hooks: h.remove()
-        return d, sum(sizes) / views.shape[:2].numel()
-
-def _dry_run(c:TrainConfig, channels:int, image_size:int) -> tuple[int, float]:
-    """Build backbone and method and embed two images × two views; return `d` (z's last dim). On PyTorch's `meta`
-    device first (no memory, no compute); methods with data-dependent shapes (MAE's masks) retry on the CPU."""
-    try: return _embed_dim(c, channels, image_size, 'meta')
-    except ConfigError: raise
-    except Exception: pass
-    try: return _embed_dim(c, channels, image_size, 'cpu')
-    except ConfigError: raise
-    except Exception as e:
-        raise ConfigError(f"backbone={c.backbone!r} with method={c.method!r} cannot take {channels}-channel images of "
-                          f"image_size={image_size}: {type(e).__name__}: {e}") from e
 
 def check_views_per_set(c:TrainConfig, min_views:int, name:str|None=None):
     "Support and query sets need as many views per image as the method's loss takes (2 for D-SSL, 1 for MAE)."
@@ -395,20 +348,12 @@ def check_factors(n_factors:int, d:int|None):
     if d is not None and n_factors > d:
         raise ConfigError(f"n_factors={n_factors} is larger than the representation width d={d}; need n_factors <= {d}")
 
-def _validate(self, method=True, dataset=True, dry_run=True) -> TrainConfig:
-    """Raise `ConfigError` (key, value, what is allowed) for any bad value. `method=False` / `dataset=False`
-    skip the registry checks when the caller brings its own method object / dataset."""
+def _validate(self) -> TrainConfig:
+    """Raise `ConfigError` (key, value, what is allowed) for any bad value that needs no other layer to see.
+    `tc2_nb.preflight.preflight(cfg)` adds the registry names and a dry run of the model."""
     _check_static(self)
-    _check_names(self, method=method, dataset=dataset)
-    if method:
-        from tc2_nb.methods import METHODS
-        check_views_per_set(self, getattr(METHODS[self.method], 'n_views', 2))
-    ch, size = _dataset_shape(self) if dataset else (3, self.image_size or 32)
-    check_view_memory(self, ch, size, get_device(self.device))
-    if dry_run and method:
-        d, per_image = _dry_run(self, ch, size)
-        check_activation_memory(self, per_image, get_device(self.device))
-        if uses_calibration(self.variant): check_factors(self.n_factors, d)
+    check_view_memory(self, *_dataset_shape(self), get_device(self.device))
     return self
 
 TrainConfig.validate = _validate
+

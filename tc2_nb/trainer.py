@@ -23,6 +23,7 @@ from .train_config import (TrainConfig, VARIANTS, RUN_CONTROL_KEYS, saved_defaul
                                  check_views_per_set, check_view_memory)
 from .optim import build_optimizer, make_scheduler, fit_warmup, warn_once
 from .sinks import CSVLog, CSVSink, Sinks, run_sinks
+from .preflight import preflight
 from .bilevel import Stage1, TC2Settings, TaskRunner, plain_step, bilevel_step, rank_task_split, conflict_stats
 from .distributed import (init_distributed, broadcast_module, average_gradients, all_reduce_mean, barrier,
                                 gather_objects, convert_sync_bn, revert_sync_bn, global_mean_cov)
@@ -568,7 +569,7 @@ def train_loop(run:Run, folder:RunFolder, sinks:Sinks, watcher:Watcher) -> int:
 def pretrain(cfg:TrainConfig, train_dataset=None, method:nn.Module|None=None, augment=None,
              calibrator:nn.Module|None=None) -> TrainResult:
     "Pre-train `cfg.method` (or `method`) with `cfg.variant` on `cfg.dataset` (or `train_dataset`); see above."
-    cfg.validate(method=method is None, dataset=train_dataset is None)
+    preflight(cfg, method=method is None, dataset=train_dataset is None)
     from tc2_nb.distributed import dist_info
     own = cfg.out_dir is not None and dist_info().is_main           # rank 0 alone writes the folder, so it alone locks it
     if own: check_writable(cfg.out_dir)

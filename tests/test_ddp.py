@@ -19,6 +19,7 @@ from tc2_nb.core import ConfigError, seed_everything
 from tc2_nb.data import ImageDataset
 from tc2_nb.distributed import run_workers
 from tc2_nb.train_config import TrainConfig
+from tc2_nb.preflight import preflight
 from tc2_nb.trainer import pretrain, build_method, build_calibrator
 
 torch.set_num_threads(1)
@@ -127,12 +128,12 @@ def test_ranks_write_once_and_resume_exactly(two_ranks):
 def test_batch_size_must_split_over_ranks_and_tasks(monkeypatch):
     monkeypatch.setenv('WORLD_SIZE', '2')
     with pytest.raises(ConfigError, match=r'batch_size=17 is the global batch .*world_size=2'):
-        TrainConfig(**dict(TC2, batch_size=17)).validate(dataset=False)
+        preflight(TrainConfig(**dict(TC2, batch_size=17)), dataset=False)
     with pytest.raises(ConfigError, match=r'batch_size=12 does not split into n_tasks=4 tasks \(6 images per shard'):
-        TrainConfig(**dict(TC2, batch_size=12, n_tasks=4)).validate(dataset=False)
+        preflight(TrainConfig(**dict(TC2, batch_size=12, n_tasks=4)), dataset=False)
     with pytest.raises(ConfigError, match='task_shards=4 differs from the world size 2'):
-        TrainConfig(**dict(TC2, task_shards=4)).validate(dataset=False)
-    TrainConfig(**dict(TC2, batch_size=16)).validate(dataset=False)
+        preflight(TrainConfig(**dict(TC2, task_shards=4)), dataset=False)
+    preflight(TrainConfig(**dict(TC2, batch_size=16)), dataset=False)
 
 
 @pytest.mark.parametrize('j', range(len(OTHERS)), ids=list(SMALL))

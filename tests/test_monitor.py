@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from tc2_nb.train_config import TrainConfig
+from tc2_nb.preflight import preflight
 from tc2_nb.trainer import pretrain
 
 torch.set_num_threads(1)
@@ -53,4 +54,4 @@ def test_monitor_split_must_fit():
     with pytest.raises(ConfigError, match='monitor_val=70000 validation images do not fit'):
         pretrain(_cfg(monitor_val=70000))
     with pytest.raises(ConfigError, match="monitor_transfer dataset='mnistt'"):
-        _cfg(monitor_transfer=['mnistt']).validate()
+        preflight(_cfg(monitor_transfer=['mnistt']))

@@ -10,6 +10,7 @@ from tc2_nb.data import ImageDataset
 from tc2_nb.methods import METHODS
 from tc2_nb.tasks import split_tasks, select_views
 from tc2_nb.train_config import TrainConfig, VARIANTS
+from tc2_nb.preflight import preflight
 from tc2_nb.bilevel import stage2, bilevel_step, plain_step, conflict_stats, norm_buffer_names
 from tc2_nb.trainer import pretrain, build_method
 from tc2_nb.views import make_augment
@@ -68,7 +69,7 @@ def test_max_steps_zero_is_the_initialisation():
     p0 = torch.cat([p.flatten() for p in r0.method.parameters()])
     assert torch.equal(p0, torch.cat([p.flatten() for p in pretrain(_cfg('simclr', 'base', max_steps=0), DS).method.parameters()]))
     assert not torch.equal(p0, torch.cat([p.flatten() for p in r1.method.parameters()]))
-    with pytest.raises(ConfigError, match='max_steps'): _cfg(max_steps=-1).validate(dataset=False)
+    with pytest.raises(ConfigError, match='max_steps'): preflight(_cfg(max_steps=-1), dataset=False)
 
 
 OPTIONS = [dict(second_order=True), dict(stage1='maml'), dict(query_loss='sse'), dict(outer_reduce='sum'),
