@@ -18,14 +18,17 @@ from .core import ConfigError, check_choice, check_range, get_device, load_check
 from .data import get_dataset, FOLDER_DOMAINS
 from .views import make_augment
 from .backbones import get_backbone
+from fastcore.meta import delegates
+from . import features as _features
+from .features import (feature_module, input_channels, default_preprocess, eval_preprocess, match_input, in_memory,
+                             dataset_labels, iterate_batches, knn_predict, accuracy, knn_accuracy)
 
 # %% auto #0
 __all__ = ['RESULT_COLUMNS', 'L2_GRID', 'PROBES', 'PACS_SOURCES', 'DOMAIN_SETS', 'HEAD_PREFIXES', 'results_frame', 'as_backbone',
-           'input_channels', 'default_preprocess', 'eval_preprocess', 'match_input', 'in_memory', 'dataset_labels',
-           'iterate_batches', 'extract_features', 'knn_predict', 'accuracy', 'knn_accuracy', 'stratified_sample',
-           'LinearProbe', 'fit_linear_probe', 'probe_accuracies', 'probe_table', 'transfer_table', 'environment_table',
-           'domain_table', 'leave_one_domain_out_table', 'split_domains', 'domain_datasets', 'pacs_table', 'lodo_table',
-           'colored_mnist_table', 'finetune', 'semi_supervised_table', 'backbone_state_dict', 'load_backbone']
+           'extract_features', 'stratified_sample', 'LinearProbe', 'fit_linear_probe', 'probe_accuracies',
+           'probe_table', 'transfer_table', 'environment_table', 'domain_table', 'leave_one_domain_out_table',
+           'split_domains', 'domain_datasets', 'pacs_table', 'lodo_table', 'colored_mnist_table', 'finetune',
+           'semi_supervised_table', 'backbone_state_dict', 'load_backbone']
 
 # %% ../nbs/09_evaluate.ipynb #7529ed67
 RESULT_COLUMNS = ['dataset', 'environment', 'metric', 'value']
@@ -39,136 +42,12 @@ def results_frame(rows:Sequence) -> pd.DataFrame:
 def as_backbone(model) -> nn.Module:
     "The feature extractor in `model`: a checkpoint path is loaded, an SSL method gives its `.backbone`, a module is itself."
     if isinstance(model, (str, Path)): return load_backbone(model)
-    if isinstance(getattr(model, 'backbone', None), nn.Module): return model.backbone
-    if isinstance(model, nn.Module): return model
-    raise ConfigError(f"backbone={type(model).__name__!r} is not allowed; pass an nn.Module, "
-                      "an SSL method with a .backbone, or a checkpoint path")
+    return feature_module(model)
 
-def input_channels(backbone:nn.Module) -> int|None:
-    "Channels the backbone expects: its `.channels`, else its first convolution's; None when it has none (raw pixels)."
-    if isinstance(getattr(backbone, 'channels', None), int): return backbone.channels
-    for m in backbone.modules():
-        if isinstance(m, nn.modules.conv._ConvNd): return m.in_channels
-    return None
-
-def default_preprocess(x:torch.Tensor) -> torch.Tensor:
-    "uint8 images in [0, 255] (or float in [0, 1]) -> float, normalised per channel with mean 0.5 and std 0.5."
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    return (x - 0.5) / 0.5
-
-def eval_preprocess(image_size:int, channels:int, device=None, **normalize) -> Callable:
-    """The eval views: `tc2_nb.views`' `'none'` recipe (normalise only; `normalize` may set `mean=`, `std=` as in training),
-    or `default_preprocess` for channel counts the views do not handle."""
-    if channels not in (1, 3): return default_preprocess
-    augment = make_augment('none', image_size, channels, **normalize).to(get_device(device))
-    return lambda x: augment(x, 1, None)[:, 0]
-
-def match_input(x:torch.Tensor, channels:int|None=None, image_size:int|None=None) -> torch.Tensor:
-    "Fit a float batch to a backbone trained on other data: grey -> colour repeats, colour -> grey averages; bilinear resize."
-    if channels is not None and x.shape[1] != channels:
-        if x.shape[1] == 1: x = x.expand(-1, channels, -1, -1)
-        elif channels == 1: x = x.mean(1, keepdim=True)
-        else: raise ConfigError(f"channels={channels} cannot be made from {x.shape[1]}-channel images; allowed: 1 <-> any")
-    if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
-        x = F.interpolate(x, size=(image_size, image_size), mode='bilinear', align_corners=False, antialias=True)
-    return x
-
-# %% ../nbs/09_evaluate.ipynb #8424b58c
-def in_memory(dataset) -> tuple[torch.Tensor, torch.Tensor]|None:
-    "`(images, labels)` when `dataset` holds them in memory (our in-memory sets, a TensorDataset, a pair, a Subset of those)."
-    if isinstance(dataset, (tuple, list)) and len(dataset) == 2 and all(torch.is_tensor(t) for t in dataset):
-        return dataset[0], dataset[1].long()
-    if torch.is_tensor(getattr(dataset, 'images', None)) and torch.is_tensor(getattr(dataset, 'labels', None)):
-        return dataset.images, dataset.labels.long()
-    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2: return dataset.tensors[0], dataset.tensors[1].long()
-    if isinstance(dataset, Subset):
-        inner = in_memory(dataset.dataset)
-        if inner is not None:
-            idx = torch.as_tensor(dataset.indices, dtype=torch.long)
-            return inner[0][idx], inner[1][idx]
-    return None
-
-def dataset_labels(dataset) -> torch.Tensor:
-    "All labels of `dataset` (long), without loading images when it keeps `.labels` or `.targets`."
-    mem = in_memory(dataset)
-    if mem is not None: return mem[1]
-    for attr in ('labels', 'targets'):
-        if getattr(dataset, attr, None) is not None: return torch.as_tensor(getattr(dataset, attr), dtype=torch.long)
-    return torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)
-
-def iterate_batches(dataset, batch_size:int, indices:torch.Tensor|None=None, num_workers:int=0):
-    "Yield `(images, labels)` batches of `dataset` (restricted to `indices`) in order."
-    mem = in_memory(dataset)
-    if mem is not None:
-        x, y = mem
-        if indices is not None: x, y = x[indices], y[indices]
-        for i in range(0, len(x), batch_size): yield x[i:i+batch_size], y[i:i+batch_size]
-    else:
-        ds = dataset if indices is None else Subset(dataset, indices.tolist())
-        for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-            yield x, torch.as_tensor(y).long()
-
-def _n_items(dataset) -> int:
-    mem = in_memory(dataset)
-    return len(mem[0]) if mem is not None else len(dataset)
-
-@torch.no_grad()
-def extract_features(backbone, dataset, batch_size:int=512, device=None, preprocess:Callable|None=None,
-                     normalize:dict|None=None, channels:int|str|None='auto', image_size:int|None=None,
-                     progress:bool|None=None, num_workers:int=0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features `h` (N, D) float32 on the CPU and labels (N,) of every image in `dataset`.
-    `preprocess` maps a uint8 batch (on device) to the normalised float input (default: the eval views, with
-    `normalize` overrides such as `mean`, `std`, by default the backbone's `eval_normalize` if `load_backbone` set one);
-    `channels='auto'` matches images to the backbone's first convolution, None leaves them as they are."""
-    check_range('batch_size', batch_size, lo=1)
-    backbone, device = as_backbone(backbone), get_device(device)
-    n = _n_items(dataset)
-    if n == 0: raise ConfigError("dataset has 0 images; need at least 1")
-    want = input_channels(backbone) if channels == 'auto' else channels
-    if progress is None: progress = n > 20 * batch_size
-    if normalize is None: normalize = getattr(backbone, 'eval_normalize', None)
-    was_training = backbone.training
-    old_device = next((p.device for p in backbone.parameters()), device)
-    backbone.eval().to(device)
-    feats, labels = [], []
-    try:
-        for x, y in tqdm(iterate_batches(dataset, batch_size, num_workers=num_workers), total=math.ceil(n / batch_size),
-                         desc='features', disable=not progress, leave=False):
-            x = x.to(device, non_blocking=True)
-            if preprocess is None: preprocess = eval_preprocess(x.shape[-1], x.shape[1], device, **(normalize or {}))
-            x = match_input(preprocess(x), want, image_size)
-            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=device.type == 'cuda'):
-                h = backbone(x)
-            feats.append(h.flatten(1).float().cpu()); labels.append(y.long().cpu())
-    finally: backbone.train(was_training).to(old_device)
-    return torch.cat(feats), torch.cat(labels)
-
-# %% ../nbs/09_evaluate.ipynb #5f9d02c2
-def knn_predict(train_features:torch.Tensor, train_labels:torch.Tensor, test_features:torch.Tensor, k:int=200,
-                temperature:float=0.1, n_classes:int|None=None, chunk_size:int=1024, device=None) -> torch.Tensor:
-    "Weighted kNN class predictions (long, on the CPU) for `test_features`: cosine similarity, votes exp(sim / T)."
-    check_range('k', k, lo=1); check_range('temperature', temperature, lo=0, lo_open=True)
-    device = get_device(device)
-    n_classes = n_classes or int(train_labels.max()) + 1
-    bank = F.normalize(train_features.float().to(device), dim=1)
-    bank_labels, k = train_labels.long().to(device), min(k, len(train_features))
-    preds = []
-    for chunk in test_features.split(chunk_size):
-        sim = F.normalize(chunk.float().to(device), dim=1) @ bank.T
-        top_sim, top_idx = sim.topk(k, dim=1)
-        votes = torch.zeros(len(chunk), n_classes, device=device)
-        votes.scatter_add_(1, bank_labels[top_idx], (top_sim / temperature).exp())
-        preds.append(votes.argmax(1).cpu())
-    return torch.cat(preds)
-
-def accuracy(pred:torch.Tensor, labels:torch.Tensor) -> float:
-    "Top-1 accuracy in percent."
-    return 100 * (pred.cpu() == labels.cpu()).float().mean().item()
-
-def knn_accuracy(train_features, train_labels, test_features, test_labels, **kwargs) -> float:
-    "Weighted kNN top-1 accuracy (percent); `kwargs` go to `knn_predict`."
-    n_classes = kwargs.pop('n_classes', None) or int(max(train_labels.max(), test_labels.max())) + 1
-    return accuracy(knn_predict(train_features, train_labels, test_features, n_classes=n_classes, **kwargs), test_labels)
+@delegates(_features.extract_features)
+def extract_features(backbone, dataset, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    "`tc2_nb.features.extract_features` (05a_features) of `as_backbone(backbone)`: a checkpoint path works too."
+    return _features.extract_features(as_backbone(backbone), dataset, **kwargs)
 
 # %% ../nbs/09_evaluate.ipynb #60066623
 L2_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)

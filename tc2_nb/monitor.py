@@ -10,7 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 from .core import ConfigError, DamagedFileError, atomic_write, atomic_write_json
 from .data import stratified_subset, get_dataset
-from . import evaluate as ev
+from . import features as ft
 
 # %% auto #0
 __all__ = ['validation_split', 'effective_rank', 'alignment', 'mean_cosine', 'uniformity', 'subspace_cosine', 'weight_stats',
@@ -101,10 +101,10 @@ class Monitor:
     def __call__(self, backbone, step:int, epoch:int) -> list[dict]:
         rows = []
         for name, (bank, queries) in self.splits.items():
-            fb, lb = ev.extract_features(backbone, bank, batch_size=self.batch_size, progress=False)
-            fq, lq = ev.extract_features(backbone, queries, batch_size=self.batch_size, progress=False)
+            fb, lb = ft.extract_features(backbone, bank, batch_size=self.batch_size, progress=False)
+            fq, lq = ft.extract_features(backbone, queries, batch_size=self.batch_size, progress=False)
             rows.append(dict(step=step, epoch=epoch, split=name, metric='knn_top1',
-                             value=ev.knn_accuracy(fb, lb, fq, lq, k=self.k)))
+                             value=ft.knn_accuracy(fb, lb, fq, lq, k=self.k)))
             rows.append(dict(step=step, epoch=epoch, split=name, metric='erank_h', value=effective_rank(fq)))
         return rows
 
@@ -171,7 +171,7 @@ class OnlineLinear:
     def for_run(cls, backbone, train_split, image_size:int, channels:int, device, batch_size:int, seed:int=0) -> 'OnlineLinear':
         "The probe of a run on `train_split` (its labels give the classes): an eighth of each batch, for ≤ 3 % of a step."
         n_classes = int(np.max(np.asarray(train_split.labels))) + 1
-        return cls(backbone.out_dim, n_classes, ev.eval_preprocess(image_size, channels, device), device, seed=seed,
+        return cls(backbone.out_dim, n_classes, ft.eval_preprocess(image_size, channels, device), device, seed=seed,
                    per_step=max(1, batch_size // 8))
 
     @torch.no_grad()
@@ -179,7 +179,7 @@ class OnlineLinear:
         "Backbone features of uint8 images `x`, in eval mode (BatchNorm's statistics untouched) and detached."
         was = backbone.training
         backbone.eval()
-        try: return backbone(ev.match_input(self.preprocess(x), ev.input_channels(backbone))).flatten(1).float()
+        try: return backbone(ft.match_input(self.preprocess(x), ft.input_channels(backbone))).flatten(1).float()
         finally: backbone.train(was)
 
     def step(self, backbone, x:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
@@ -192,7 +192,7 @@ class OnlineLinear:
     @torch.no_grad()
     def accuracy(self, backbone, dataset, batch_size:int=1024) -> float:
         "Top-1 (%) of the head on `dataset`'s images and labels."
-        f, y = ev.extract_features(backbone, dataset, batch_size=batch_size, progress=False)
+        f, y = ft.extract_features(backbone, dataset, batch_size=batch_size, progress=False)
         return float((self.head(f.to(self.head.weight.device)).argmax(1).cpu() == y).float().mean() * 100)
 
     def state_dict(self) -> dict: return dict(head=self.head.state_dict(), opt=self.opt.state_dict())
