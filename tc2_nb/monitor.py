@@ -2,7 +2,7 @@
 
 # %% ../nbs/08e_monitor.ipynb #4b00458e
 from __future__ import annotations
-import math
+import hashlib, json, math, os
 from pathlib import Path
 import numpy as np
 import torch
@@ -127,17 +127,15 @@ def build_monitor(cfg, full_train, transfer:list|None=None, seed:int=1) -> tuple
     return Monitor(splits, cfg.monitor_every, batch_size=1024), record
 
 # %% ../nbs/08e_monitor.ipynb #f53ef98a
-def _sha256(b:bytes) -> str:
-    import hashlib
-    return hashlib.sha256(b).hexdigest()
+def _sha256(b:bytes) -> str: return hashlib.sha256(b).hexdigest()
 
 def store_monitor_split(run_dir, store, seed:int=1) -> Path:
     "Move `run_dir/monitor_split.json` into `store` (once per content) and leave a reference to it; returns the stored file."
-    import json, os
     run_dir, store = Path(run_dir), Path(store)
     raw = (run_dir/'monitor_split.json').read_bytes()
-    if b'"stored_at"' in raw[:200]: return (run_dir/json.loads(raw)['stored_at']).resolve()   # already a reference
-    split, digest = json.loads(raw), _sha256(raw)
+    split = json.loads(raw)
+    if 'stored_at' in split: return (run_dir/split['stored_at']).resolve()   # already a reference
+    digest = _sha256(raw)
     target = store/f"monitor_split-{split['dataset']}-seed{seed}-{digest[:12]}.json"
     if not target.exists(): store.mkdir(parents=True, exist_ok=True); atomic_write(target, raw)
     elif _sha256(target.read_bytes()) != digest: raise ValueError(f"{str(target)!r} holds other content than its name says")
@@ -146,7 +144,6 @@ def store_monitor_split(run_dir, store, seed:int=1) -> Path:
 
 def read_monitor_split(run_dir) -> dict:
     "A run's monitor split record, whether in its folder or stored once elsewhere (the reference's hash is checked)."
-    import json
     d = Path(run_dir)
     rec = json.loads((d/'monitor_split.json').read_text())
     if 'stored_at' not in rec: return rec
