@@ -16,14 +16,16 @@ from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views
 from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
 from .distributed import average_gradients, global_loss, globalise_caches
+from .grouped import NotGroupable, grouped_embed
 
 # %% auto #0
 __all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats', 'plain_step',
            'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1', 'stage2', 'NotBatchable',
-           'BatchedWriteError', 'stack_tasks', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
-           'batch_stats_only', 'commit_running_stats', 'vmap_blocker', 'support_batched', 'query_at_theta_batched',
-           'stage2_batched', 'TaskRunner', 'task_runner', 'shard_task_split', 'shard_tasks', 'make_calibrate',
-           'TC2Settings', 'rank_task_split', 'frozen', 'make_tasks', 'batch_factors', 'bilevel_step']
+           'BatchedWriteError', 'stack_tasks', 'guarded', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
+           'stacked_params', 'batch_stats_only', 'commit_running_stats', 'vmap_blocker', 'embed_tasks',
+           'support_batched', 'query_at_theta_batched', 'stage2_batched', 'TaskRunner', 'task_runner',
+           'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split', 'frozen',
+           'make_tasks', 'batch_factors', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #59fb1fbf
 class _Bound(nn.Module):
@@ -342,13 +344,25 @@ def _restore_buffers(module, before:dict, snapshot:dict|None) -> list[str]:
                 if n in snapshot: sub._buffers[bname].copy_(snapshot[n])
     return changed
 
+def guarded(module:nn.Module, checked:bool, run:Callable):
+    """`run()`, a batched pass of all K tasks. A buffer of `module` (other than the per-task copies passed in) written
+    in it would be written once, not once per task as the loop does (MoCo-like queues, counters), so it raises
+    `NotBatchable`. Until a whole batched step has passed (`checked`, the runner's record) the buffers are snapshot and
+    put back before raising (then the loop gives its exact numbers); once `checked`, only the version counters are
+    compared and, should a write happen then, a `BatchedWriteError` stops the run (the write cannot be undone)."""
+    before = _buffer_state(module)
+    snapshot = None if checked else {n: b.clone() for n, (b, _) in before.items()}
+    try: out = run()
+    except Exception:
+        _restore_buffers(module, before, snapshot); raise
+    if changed := _restore_buffers(module, before, snapshot):
+        if checked: raise BatchedWriteError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} in a batched "
+                                       "pass after its first step passed; this step's numbers are wrong: use task_batching='loop'")
+        raise NotBatchable(f"writes buffers {changed} in place")
+    return out
+
 def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None, checked:bool=False):
-    """`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`.
-    With `module`: a buffer of it (other than the per-task copies passed in) written under vmap would be written once,
-    not once per task as the loop does (MoCo-like queues, counters), so it raises `NotBatchable`. Until a whole
-    batched step has passed (`checked`, the runner's record) each call snapshots the buffers and puts them back before
-    raising (then the loop gives its exact numbers); once `checked`, calls compare the version counters only and, should
-    a write happen then, raise a `BatchedWriteError`, which stops the run (the write cannot be undone, so no fallback)."""
+    "`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`; with `module`, `guarded`."
     out_tree = {}
     def one(*args):                                 # vmap returns tensors only: an object's other fields ride outside
         leaves, out_tree['spec'] = pytree.tree_flatten(_to_tree(fn(*[_from_tree(a) for a in args])))
@@ -357,17 +371,7 @@ def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None, checked:bool=F
     def vmapped(*stacked):
         outs = iter(torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked))
         return pytree.tree_unflatten([next(outs) if l is None else l for l in out_tree['rest']], out_tree['spec'])
-    if module is None: return vmapped(*stacked)
-    before = _buffer_state(module)
-    snapshot = None if checked else {n: b.clone() for n, (b, _) in before.items()}
-    try: out = vmapped(*stacked)
-    except Exception:
-        _restore_buffers(module, before, snapshot); raise
-    if changed := _restore_buffers(module, before, snapshot):
-        if checked: raise BatchedWriteError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} under vmap "
-                                       "after its first step passed; this step's numbers are wrong: use task_batching='loop'")
-        raise NotBatchable(f"writes buffers {changed} in place")
-    return out
+    return vmapped(*stacked) if module is None else guarded(module, checked, lambda: vmapped(*stacked))
 
 def _norm_modules(method) -> list:
     return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
@@ -408,6 +412,12 @@ def stacked_buffer_copies(method, K:int, layers:list[str]|None=None, cache:dict|
         for n, k in zip(ns, sizes): out[n] = flat[off:off + K * k].view(K, *bufs[n].shape); off += K * k
         out.groups.append((flat, ns, sizes, base, from_blocks, column_buffer))
     return out
+
+def stacked_params(named:list, K:int) -> dict:
+    """θ as K task rows (name → (K, *shape)), each made contiguous once per step, so that the grouped passes read
+    them as K·out weights without a copy each; gradients flow back to θ, and row k of one is task k's. (One tensor
+    for all of them would give a parameter the loss never reads a zero gradient instead of None.)"""
+    return {n: p.unsqueeze(0).expand(K, *p.shape).contiguous() for n, p in named}
 
 def batch_stats_only(method) -> dict:
     """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
@@ -459,26 +469,40 @@ def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
 # %% ../nbs/08c_bilevel.ipynb #cc24c9f4
 def _embed(m, v): return m.embed(v)
 
+def _vmap_embed(method, params:dict, bufs:dict, views, checked:bool) -> torch.Tensor:
+    "`embed` of K tasks under vmap at `params` and `bufs` (name → (K, …) copies, or None: batch statistics only)."
+    copies, fixed = {n: b for n, b in bufs.items() if b is not None}, {n: b for n, b in bufs.items() if b is None}
+    return over_tasks(lambda st, b, v: call_with(method, {**st, **b, **fixed}, _embed, v), params, copies, views,
+                      module=method, checked=checked)
+
+def embed_tasks(method, params:dict, bufs:dict, views, runner) -> torch.Tensor:
+    """The K tasks' `z` (K, n, v, …) of stacked `views`, task k at row k of `params` and `bufs` (name → (K, …);
+    a BatchNorm buffer as per-task copies, or None): one grouped pass of the layers (`tc2_nb.grouped`) where the
+    runner has found it equal to vmap on this method, else vmap."""
+    if runner.use_grouped(method, params, views):
+        return guarded(method, runner.checked, lambda: grouped_embed(method, {**params, **bufs}, views))
+    return _vmap_embed(method, params, bufs, views, runner.checked)
+
 def support_batched(method, sup_v:list, autocast=contextlib.nullcontext, runner=None) -> tuple[torch.Tensor, dict]:
     """The K outer support passes at θ as one vmap: returns `z` (K, n, m', …) and the per-task views of θ it was
     computed from (`θ` expanded to K rows, so that row k of a gradient is task k's). BatchNorm normalises each task
     with its own batch statistics; the running statistics end as after K sequential passes."""
     named, _ = _param_lists(method)
     K = len(sup_v)
-    per_task = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in named}
     runner = runner or TaskRunner('vmap')
+    per_task = stacked_params(named, K)
     bufs = stacked_buffer_copies(method, K, cache=runner.block_index)
-    with autocast():
-        zs = over_tasks(lambda st, b, v: call_with(method, {**st, **b}, _embed, v), per_task, dict(bufs), stack_tasks(sup_v),
-                        module=method, checked=runner.checked)
+    with autocast(): zs = embed_tasks(method, per_task, dict(bufs), stack_tasks(sup_v), runner)
     commit_running_stats(method, bufs)
     return zs, per_task
 
-def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext, checked:bool=False) -> torch.Tensor:
-    "Stage 1's query `z` at θ, without gradient, K tasks in one vmap, with throw-away BatchNorm buffers."
+def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext, runner=None, theta:dict|None=None) -> torch.Tensor:
+    """Stage 1's query `z` at θ, without gradient, the K tasks in one batched pass (`embed_tasks`), batch statistics
+    only. `theta`: θ as task rows (`stacked_params`; the support pass's, when given)."""
+    runner, K = runner or TaskRunner('vmap'), len(q_views)
     with torch.no_grad(), autocast():
-        return over_tasks(lambda v: call_with(method, batch_stats_only(method), _embed, v), stack_tasks(q_views), module=method,
-                          checked=checked)
+        theta = theta or stacked_params(_param_lists(method)[0], K)
+        return embed_tasks(method, theta, batch_stats_only(method), stack_tasks(q_views), runner)
 
 def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
                    beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
@@ -511,9 +535,13 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     fast = {**{n: per_task[n] for n in names}, **{names[i]: s for i, s in zip(have, stepped)}}
     def query(m, v, t):
         with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
+    def query_loss_of(m, z, t):
+        with autocast(): return set_loss(m, calibrate(z), t, query_loss)
     try:
-        lq = over_tasks(lambda st, v, t: call_with(method, {**st, **batch_stats_only(method)}, query, v, t), fast,
-                        stack_tasks(q_views), tq_b, module=method, checked=runner.checked)
+        stats = batch_stats_only(method)
+        with autocast(): zq = embed_tasks(method, fast, stats, stack_tasks(q_views), runner)     # the K passes at their θ_k
+        lq = over_tasks(lambda st, z, t: call_with(method, {**st, **stats}, query_loss_of, z, t), fast, zq, tq_b,
+                        module=method, checked=runner.checked)
         lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
         for p, gi in zip(params, lq_grads):
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
@@ -541,6 +569,7 @@ class TaskRunner:
         self.batching, self.failed, self.checked = batching, None, False   # why batching failed; a batched step passed
         self.loss_norm_layers, self.block_index = None, {}                 # what the batched passes cache
         self.batched, self._stacked = False, {}                            # this step: batched so far, its stacked values
+        self.grouped = None                            # the grouped pass: None until tried, True where equal to vmap, else why not
 
     def begin(self, method, s:TC2Settings) -> 'TaskRunner':
         "A new step: batched if asked for, first order with an inner step, and nothing blocks it."
@@ -549,6 +578,24 @@ class TaskRunner:
         self.batched = batching == 'vmap' and uses_inner_step(s.variant) and not s.second_order and self.failed is None
         if self.batched and (why := vmap_blocker(method)): self.fall_back(method, why)
         return self
+
+    def use_grouped(self, method, params:dict, views) -> bool:
+        """Whether `embed_tasks` runs the grouped pass: decided at this method's first batched pass, whose grouped `z`
+        (batch statistics, nothing written) must match vmap's within 1e-3 relative (5e-2 in half precision)."""
+        if self.grouped is None:
+            stats = batch_stats_only(method)
+            with torch.no_grad():
+                want = _vmap_embed(method, params, stats, views, checked=False)     # vmap failing: the loop (the caller)
+                try:
+                    got = guarded(method, False, lambda: grouped_embed(method, {**params, **stats}, views))
+                    err = float((got.float() - want.float()).norm() / want.float().norm().clamp_min(1e-12))
+                    tol = 1e-3 if want.dtype in (torch.float32, torch.float64) else 5e-2
+                    self.grouped = True if err <= tol else f"its grouped pass differs from vmap's by {err:.1e} relative"
+                except NotGroupable as e: self.grouped = str(e)
+            if self.grouped is not True:
+                warnings.warn(f"task_batching='vmap': {type(method).__name__}'s layers run under vmap, not as one grouped "
+                              f"pass ({self.grouped})", stacklevel=3)
+        return self.grouped is True
 
     def fall_back(self, method, reason:str):
         "The loop from here on: this step's remaining passes and every later step; one warning."
@@ -571,7 +618,7 @@ class TaskRunner:
         "Each task's query `z` at θ for stage 1: no gradient, throw-away BatchNorm buffers."
         if self.batched:
             try:
-                zq = self._stacked['zq'] = query_at_theta_batched(method, qry_v, autocast, self.checked)
+                zq = self._stacked['zq'] = query_at_theta_batched(method, qry_v, autocast, self, self._stacked.get('per_task'))
                 return list(zq.unbind(0))
             except Exception as e: self.fall_back(method, _why(e))
         bn_names = norm_buffer_names(method)

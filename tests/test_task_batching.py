@@ -156,6 +156,28 @@ def test_inplace_buffer_writes_fall_back(kind, variant):
     assert int(loop[0].n_embeds) > 0 if kind == 'counter' else loop[0].z_ema.item() != 0
 
 
+def test_layers_run_as_one_grouped_pass():
+    "The shipped methods' layers pass the runner's one check against vmap: the grouped pass runs them (08bb_grouped)."
+    for method in ('simclr', 'byol', 'swav'):
+        cfg, m0, aug, x, cal0 = _setup(method, 'TC2')
+        loop, vmap = _both(cfg, m0, aug, x, cal0)
+        assert vmap[-1] == [] and task_runner(vmap[0], 'vmap').grouped is True, (method, vmap[-1])
+
+
+def test_grouped_pass_is_checked_against_vmap():
+    "A method whose own code mixes z's last dim (which the grouped layout shares among the tasks) keeps vmap for its layers: one warning, the loop's numbers."
+    cfg, m0, aug, x, cal0 = _setup('simclr', 'T')
+    class Centred(type(m0)):
+        def embed(self, views):
+            z = super().embed(views)
+            return z - z.mean(-1, keepdim=True)
+    m0.__class__ = Centred
+    loop, vmap = _both(cfg, m0, aug, x, cal0)
+    assert loop[-1] == [] and len(vmap[-1]) == 1 and 'not as one grouped pass' in vmap[-1][0], vmap[-1]
+    assert 'differs from vmap' in task_runner(vmap[0], 'vmap').grouped
+    _check_equal(loop, vmap, 'centred T')
+
+
 def test_moco_queue_is_read_only_in_the_step():
     "MoCo's queue is written by after_step only, outside the step: it is batched (no warning) and left unchanged."
     cfg, m0, aug, x, cal0 = _setup('moco', 'TC2')
