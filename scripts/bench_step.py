@@ -1,5 +1,6 @@
 """Step time of one training step: base SimCLR (2 views) against `+T`, `+TC²` first order and `+TC²` second order.
-A variant name ending in `-vmap` (`T-vmap`, `TC2-vmap`) runs stage 2 with `task_batching='vmap'`.
+A variant name ending in `-vmap` (`T-vmap`, `TC2-vmap`) runs stage 2 with `task_batching='vmap'`; one ending in
+`-compiled` (`TC2-compiled`, `TC2-vmap-compiled`) compiles stage 1's objective (`compile=True`).
 
 Setting (issue 4): batch 256, the small CNN, 28 px one-channel images, 2 CPU threads, K=4, m=4, m'=2.
 Each variant runs the trainer's own step (zero_grad, `plain_step`/`bilevel_step`, optimiser and schedule
@@ -29,10 +30,12 @@ def build(variant, args, device):
     from tc2_nb.trainer import build_method, build_calibrator, build_outer, representation_dim
     from tc2_nb.bilevel import Stage1
     from tc2_nb.views import make_augment
-    v, batching = (variant[:-len('-vmap')], 'vmap') if variant.endswith('-vmap') else (variant, 'loop')
+    v, compiled = (variant[:-len('-compiled')], True) if variant.endswith('-compiled') else (variant, False)
+    v, batching = (v[:-len('-vmap')], 'vmap') if v.endswith('-vmap') else (v, 'loop')
     v, second = ('TC2', True) if v == 'TC2-2nd' else (v, False)
     cfg = TrainConfig(method=args.method, backbone=args.backbone, variant=v, batch_size=args.batch, n_tasks=4, n_views=4,
-                      n_support=2, second_order=second, epochs=10, device=str(device), probe_every=0, task_batching=batching)
+                      n_support=2, second_order=second, epochs=10, device=str(device), probe_every=0, task_batching=batching,
+                      compile=compiled)
     torch.manual_seed(0)
     method = build_method(cfg, args.channels, args.size).to(device).train()
     if device.type == 'cuda': method = method.to(memory_format=torch.channels_last)   # as the trainer does on CUDA
@@ -41,7 +44,7 @@ def build(variant, args, device):
     stage1 = None
     if uses_calibration(v):
         cal = build_calibrator(cfg, representation_dim(method, x, augment)).to(device)
-        stage1 = Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss)
+        stage1 = Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss, compiled=cfg.compile)
     opt, sched, _ = build_outer(cfg, method, steps_per_epoch=100)
     if args.foreach:                   # torch's optimisers default to foreach on CUDA: emulate it on the CPU
         for o in [opt] + ([stage1.opt_s, stage1.opt_q] if stage1 else []):

@@ -6,7 +6,8 @@
 
 Sections (each one's failure is recorded and the others go on; a section that would not finish in the budget is skipped):
 - `batched`: issue 15's step times, per-task loop against `task_batching='vmap'`, for base, `+T`, `+TC²` and `+TC²` second
-  order (which keeps the loop under 'vmap'), ResNet-18, 32 px, batch 256, bf16 autocast, channels_last; ms and × base.
+  order (which keeps the loop under 'vmap'), and on CUDA `+TC²` with stage 1's objective compiled (`compile=True`; loop
+  and vmap), ResNet-18, 32 px, batch 256, bf16 autocast, channels_last; ms and × base.
 - `step`: issue 4's step-time table on GPU, ResNet-18 (CIFAR stem), 32 px RGB, batch 256, K=4, m=4, m'=2, bf16 autocast
   and channels_last, through `scripts/bench_step.py`.
 - `augment`: views/s of the batched GPU augmentation (SimCLR and BYOL CIFAR recipes, 32 px, batch 256, m=2).
@@ -91,6 +92,7 @@ def sec_batched(out):
     import statistics
     from bench_step import make_stepper
     variants = ['base', 'T', 'T-vmap', 'TC2', 'TC2-vmap', 'TC2-2nd', 'TC2-2nd-vmap']
+    if DEV == 'cuda': variants += ['TC2-compiled', 'TC2-vmap-compiled']     # stage 1 compiled (compile=True); the CPU test is tests/test_compile.py
     warm, steps = (5, 20) if DEV == 'cuda' else (1, 2)
     steppers = {v: make_stepper(v, step_args(), torch.device(DEV)) for v in variants}
     times = {v: [] for v in variants}

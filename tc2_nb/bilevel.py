@@ -146,8 +146,11 @@ def _f_groups(calibrator:nn.Module) -> tuple[list, list]:
 class Stage1:
     "Trains the calibrator's `f_v`, `f_w` on the detached `z` of one batch (Eq. 4–5)."
     def __init__(self, calibrator:nn.Module, alphas=(1e-3,)*4, mode:str='sequential', query_loss:str='ssl',
-                 bilevel:bool=True, eps:float=1e-8, beta2:float=0.999, fused:bool|None=None):
+                 bilevel:bool=True, eps:float=1e-8, beta2:float=0.999, fused:bool|None=None, compiled:bool=False):
         self.cal, self.alphas, self.mode, self.query_loss, self.bilevel = calibrator, tuple(alphas), mode, query_loss, bilevel
+        if compiled and mode == 'maml': raise ConfigError("compile=True compiles stage 1's objective in stage1='sequential' only")
+        # compiled: each objective (the calibrator's forward, the K task losses, L_tc2) as a few fused kernels, not hundreds of small ops
+        self.objective = torch.compile(self._objective, dynamic=False) if compiled else self._objective
         fv, fw = _f_groups(calibrator)
         a1, a2, a3, a4 = self.alphas
         if fused is None: fused = fused_adam_ok(fv + fw)
@@ -208,7 +211,7 @@ class Stage1:
         params = [p for g in self.opt_s.param_groups for p in g['params']]
         nq0 = sum(z[..., 0].numel() for z in (zs if isinstance(zs, list) else [zs]))   # z_all's first query row
         checked = runner is not None and runner.checked
-        obj = lambda zs, ts, kind, row0: self._objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked)
+        obj = lambda zs, ts, kind, row0: self.objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked)
         first = None
         if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
             try: first = obj(zs, ts, 'ssl', 0)

@@ -108,7 +108,7 @@ class TrainConfig:
     device: str|None = None                # None: CUDA if available, else CPU
     amp: bool = True                       # bf16 autocast on CUDA
     channels_last: bool = True             # channels_last weights on CUDA (faster convolutions with autocast)
-    compile: bool = False                  # torch.compile the backbone (variant 'base' only)
+    compile: bool = False                  # torch.compile: the backbone for 'base'; stage 1's objective for a variant with calibration
     # data parallelism (torchrun): batch_size is the GLOBAL batch, split evenly over the ranks
     global_batch: bool = True              # base methods' losses see the whole global batch (gathered over ranks)
     sync_bn: bool = False                  # BatchNorm statistics over the global batch (several ranks only)
@@ -236,9 +236,10 @@ def _check_values(c:TrainConfig):
     _pos('task_shards', c.task_shards, integer=True, allow_none=True)
     if c.restore_norm not in (None, True, False, 'batch') or isinstance(c.restore_norm, (int, float)) and not isinstance(c.restore_norm, bool):
         raise ConfigError(f"restore_norm={c.restore_norm!r} must be true, false, 'batch' or null (the method's default)")
-    if c.compile and c.variant != 'base':
-        raise ConfigError(f"compile=True works with variant='base' only, got variant={c.variant!r}: the bi-level step runs the "
-                          f"model at swapped parameters (functional_call) and differentiates through the inner step")
+    if c.compile and c.variant != 'base' and (not uses_calibration(c.variant) or c.stage1 == 'maml'):
+        raise ConfigError(f"compile=True works with variant='base' (the backbone) or a variant with calibration and stage1="
+                          f"'sequential' (stage 1's objective), got variant={c.variant!r}, stage1={c.stage1!r}: the bi-level "
+                          f"step runs the model at swapped parameters, which stays eager")
 
 def _check_batch_split(c:TrainConfig):
     "The global batch splits evenly over the shards, and each shard's images into tasks of at least two images."

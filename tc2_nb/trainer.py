@@ -379,7 +379,8 @@ def _build_stage1(cfg:TrainConfig, method, augment, calibrator, batches, device,
         calibrator.mean_cov = global_mean_cov
     calibrator = calibrator.to(device).train()
     broadcast_module(calibrator)
-    return calibrator, Stage1(calibrator, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss, bilevel=cfg.variant != '-bilevel')
+    return calibrator, Stage1(calibrator, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss, bilevel=cfg.variant != '-bilevel',
+                              compiled=cfg.compile)
 
 # %% ../nbs/08d_trainer.ipynb #b0cdf75d
 def build_run(cfg:TrainConfig, device, info, train_dataset=None, method=None, augment=None, calibrator=None) -> Run:
@@ -398,7 +399,7 @@ def build_run(cfg:TrainConfig, device, info, train_dataset=None, method=None, au
         rs = _rank_seed(cfg.seed + 1, info.rank)
         random.seed(rs); np.random.seed(rs % 2**32); torch.manual_seed(rs)
     opt, sched, opt_settings = build_outer(cfg, method, batches.steps_per_epoch)
-    if cfg.compile: method.backbone.compile()
+    if cfg.compile and cfg.variant == 'base': method.backbone.compile()       # TC²: stage 1's objective (Stage1)
     run = Run(cfg, device, info, full, batches, method, augment, calibrator, stage1, opt, sched, opt_settings, g, g_aug)
     if batches.labels:
         from tc2_nb.monitor import OnlineLinear
