@@ -487,8 +487,8 @@ def embed_tasks(method, params:dict, bufs:dict, views, runner) -> torch.Tensor:
     return _vmap_embed(method, params, bufs, views, runner.checked)
 
 def support_batched(method, sup_v:list, autocast=contextlib.nullcontext, runner=None) -> tuple[torch.Tensor, dict]:
-    """The K outer support passes at θ as one vmap: returns `z` (K, n, m', …) and the per-task views of θ it was
-    computed from (`θ` expanded to K rows, so that row k of a gradient is task k's). BatchNorm normalises each task
+    """The K outer support passes at θ as one batched pass (`embed_tasks`): returns `z` (K, n, m', …) and θ as the K
+    task rows it was computed from (`stacked_params`, so that row k of a gradient is task k's). BatchNorm normalises each task
     with its own batch statistics; the running statistics end as after K sequential passes."""
     named, _ = _param_lists(method)
     K = len(sup_v)
@@ -536,10 +536,10 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     have = [i for i, gi in enumerate(g) if gi is not None]
     stepped = torch._foreach_add([per_task[names[i]] for i in have], [g[i] for i in have], alpha=-beta1)   # θ_k, one op
     fast = {**{n: per_task[n] for n in names}, **{names[i]: s for i, s in zip(have, stepped)}}
-    def query(m, v, t):
-        with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
     def query_loss_of(m, z, t):
         with autocast(): return set_loss(m, calibrate(z), t, query_loss)
+    def query(m, v, t):                                                            # the fallback's pass and loss in one
+        with autocast(): return query_loss_of(m, m.embed(v), t)
     try:
         stats = batch_stats_only(method)
         with autocast(): zq = embed_tasks(method, fast, stats, stack_tasks(q_views), runner)     # the K passes at their θ_k

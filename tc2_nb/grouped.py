@@ -74,11 +74,11 @@ def _layer_tensors(mod, names, state:dict, prefix:str, K:int) -> dict:
     return {n: state[prefix + n] if prefix + n in state else own(n) for n in names}
 
 def _grouped_forward(mod, state:dict, prefix:str, K:int):
+    if isinstance(mod, nn.Flatten): return _refuse("Flatten other than (1, -1)")       # (1, -1) is left as it is
     fn, names = GROUPED_LAYERS.get(type(mod), (None, ()))
     if fn is None: return _refuse(f"{type(mod).__name__} has no grouped form")
     if fn is grouped_batch_norm and mod.training and mod.track_running_stats and prefix + 'running_mean' not in state:
         return _refuse(f"BatchNorm {prefix[:-1]}: training mode needs its running statistics in the task state")
-    if isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) != (1, -1): return _refuse("Flatten other than (1, -1)")
     return functools.partial(fn, mod, K=K, t=_layer_tensors(mod, names, state, prefix, K))
 
 @contextlib.contextmanager
