@@ -61,14 +61,14 @@ sync: $(STAMP)
 test: setup sync slurm chromium
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(MAKE) docs
-	$(BIN)/python -m pytest -q tests/
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests/
 
 # The suite as CPUs without AVX-512 (avx2) and without AVX (generic) round floats, at 1 and 2 threads: a test must pass
 # on any x86-64 machine. Slow (four runs); for changes to numerics or tolerances.
 portable: setup sync slurm
 	for p in generic avx2; do for t in 1 2; do echo "== profile $$p, $$t thread(s)"; \
 	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/nbdev-test --n-workers 2 && \
-	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/python -m pytest -q tests/ || exit 1; done; done
+	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/python -m pytest -q -n 2 --dist loadfile tests/ || exit 1; done; done
 
 demo: setup
 	$(BIN)/tc2-demo

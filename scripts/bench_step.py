@@ -86,7 +86,7 @@ def op_counter():
 
 
 def count_ops(variants, args, device):
-    "Ops per step (all, and convolutions) of each variant, one warm-up step first; prints the table."
+    "Ops per step (all, non-view, convolutions) of each variant, one warm-up step first, and the augmentation's; prints the table."
     rows = {}
     for v in variants:
         step = make_stepper(v, args, device)
@@ -94,6 +94,13 @@ def count_ops(variants, args, device):
         with op_counter() as c: step()
         total = sum(c.ops.values())
         rows[v] = total, total - c.views, sum(n for k, n in c.ops.items() if 'convolution' in k)
+    _, method, augment, x, *_ = build('base', args, device)
+    g = torch.Generator(device).manual_seed(0)
+    aug = {}
+    for m in (2, 4):                                                # the views' augmentation: in every variant's count
+        with op_counter() as c: method.make_views(x, m, augment, g)
+        aug[m] = sum(c.ops.values())
+    print(f"# of which the views' augmentation (make_views): {aug[2]} ops for 2 views, {aug[4]} for 4")
     base = rows.get('base')
     print(f"{'variant':<10} {'ops':>8} {'x base':>7} {'non-view':>9} {'x base':>7} {'conv ops':>9} {'x base':>7}")
     for v, r in rows.items():

@@ -367,6 +367,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'tc2_nb.grouped.grouped_conv2d': ('grouped.html#grouped_conv2d', 'tc2_nb/grouped.py'),
                                 'tc2_nb.grouped.grouped_embed': ('grouped.html#grouped_embed', 'tc2_nb/grouped.py'),
                                 'tc2_nb.grouped.grouped_layers': ('grouped.html#grouped_layers', 'tc2_nb/grouped.py'),
+                                'tc2_nb.grouped.grouped_leaves': ('grouped.html#grouped_leaves', 'tc2_nb/grouped.py'),
                                 'tc2_nb.grouped.grouped_linear': ('grouped.html#grouped_linear', 'tc2_nb/grouped.py'),
                                 'tc2_nb.grouped.to_grouped': ('grouped.html#to_grouped', 'tc2_nb/grouped.py')},
             'tc2_nb.launch': { 'tc2_nb.launch.PointJob': ('launch.html#pointjob', 'tc2_nb/launch.py'),

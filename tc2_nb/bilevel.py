@@ -16,7 +16,7 @@ from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views
 from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
 from .distributed import average_gradients, global_loss, globalise_caches
-from .grouped import NotGroupable, grouped_embed
+from .grouped import NotGroupable, grouped_embed, grouped_leaves
 
 # %% auto #0
 __all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats', 'plain_step',
@@ -157,6 +157,7 @@ class Stage1:
         self.opt_s = torch.optim.Adam([dict(params=fv, lr=a1), dict(params=fw, lr=a2)], fused=fused)
         self.opt_q = torch.optim.Adam([dict(params=fv, lr=a3), dict(params=fw, lr=a4)], fused=fused)
         self.eps, self.beta2, self.n_maml = eps, beta2, 0
+        self.z_all = None                                      # the last step's detached rows (support, then query)
         self.maml_v = [torch.zeros_like(p) for p in fv + fw]   # running second moments of the maml support step
 
     def state_dict(self) -> dict:
@@ -190,7 +191,7 @@ class Stage1:
 
     def _set_grads(self, loss, params):
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for p, g in zip(params, grads): p.grad = None if g is None else g.detach()
+        for p, g in zip(params, grads): p.grad = g                  # no graph (create_graph=False): no detach to dispatch
         average_gradients(params)                                   # over ranks (a no-op for one process)
 
     def step(self, method, zs:list, zq:list, ts:list, tq:list, batched:bool=False, runner=None) -> dict:
@@ -206,6 +207,7 @@ class Stage1:
         else:
             z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
             zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
+        self.z_all = z_all
         names = norm_buffer_names(method)
         bn = lambda: norm_buffer_copies(method, names)
         params = [p for g in self.opt_s.param_groups for p in g['params']]
@@ -411,8 +413,8 @@ def stacked_buffer_copies(method, K:int, layers:list[str]|None=None, cache:dict|
         sizes = [bufs[n].numel() for n in ns]
         base = torch.cat([bufs[n].reshape(-1) for n in ns])
         to_blocks, from_blocks, column_buffer = _block_index(K, sizes, base.device, cache)
-        flat, off = base[to_blocks], 0
-        for n, k in zip(ns, sizes): out[n] = flat[off:off + K * k].view(K, *bufs[n].shape); off += K * k
+        flat = base[to_blocks]
+        for n, block in zip(ns, flat.split([K * k for k in sizes])): out[n] = block.view(K, *bufs[n].shape)
         out.groups.append((flat, ns, sizes, base, from_blocks, column_buffer))
     return out
 
@@ -420,7 +422,7 @@ def stacked_params(named:list, K:int) -> dict:
     """θ as K task rows (name → (K, *shape)), each made contiguous once per step, so that the grouped passes read
     them as K·out weights without a copy each; gradients flow back to θ, and row k of one is task k's. (One tensor
     for all of them would give a parameter the loss never reads a zero gradient instead of None.)"""
-    return {n: p.unsqueeze(0).expand(K, *p.shape).contiguous() for n, p in named}
+    return {n: p.expand(K, *p.shape).contiguous() for n, p in named}
 
 def batch_stats_only(method) -> dict:
     """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
@@ -479,12 +481,12 @@ def _vmap_embed(method, params:dict, bufs:dict, views, checked:bool) -> torch.Te
                       module=method, checked=checked)
 
 def embed_tasks(method, params:dict, bufs:dict, views, runner) -> torch.Tensor:
-    """The K tasks' `z` (K, n, v, …) of stacked `views`, task k at row k of `params` and `bufs` (name → (K, …);
+    """The K tasks' `z` (K, n, v, …) of their `views` (a list of K), task k at row k of `params` and `bufs` (name → (K, …);
     a BatchNorm buffer as per-task copies, or None): one grouped pass of the layers (`tc2_nb.grouped`) where the
     runner has found it equal to vmap on this method, else vmap."""
     if runner.use_grouped(method, params, views):
-        return guarded(method, runner.checked, lambda: grouped_embed(method, {**params, **bufs}, views))
-    return _vmap_embed(method, params, bufs, views, runner.checked)
+        return guarded(method, runner.checked, lambda: grouped_embed(method, {**params, **bufs}, views, runner.leaves))
+    return _vmap_embed(method, params, bufs, stack_tasks(views), runner.checked)
 
 def support_batched(method, sup_v:list, autocast=contextlib.nullcontext, runner=None) -> tuple[torch.Tensor, dict]:
     """The K outer support passes at θ as one batched pass (`embed_tasks`): returns `z` (K, n, m', …) and θ as the K
@@ -495,7 +497,7 @@ def support_batched(method, sup_v:list, autocast=contextlib.nullcontext, runner=
     runner = runner or TaskRunner('vmap')
     per_task = stacked_params(named, K)
     bufs = stacked_buffer_copies(method, K, cache=runner.block_index)
-    with autocast(): zs = embed_tasks(method, per_task, dict(bufs), stack_tasks(sup_v), runner)
+    with autocast(): zs = embed_tasks(method, per_task, dict(bufs), sup_v, runner)
     commit_running_stats(method, bufs)
     return zs, per_task
 
@@ -505,7 +507,7 @@ def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext
     runner, K = runner or TaskRunner('vmap'), len(q_views)
     with torch.no_grad(), autocast():
         theta = theta or stacked_params(_param_lists(method)[0], K)
-        return embed_tasks(method, theta, batch_stats_only(method), stack_tasks(q_views), runner)
+        return embed_tasks(method, theta, batch_stats_only(method), q_views, runner)
 
 def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list, tq:list, calibrate:Callable,
                    beta1:float=0.05, reduce:str='mean', query_loss:str='ssl', probe:bool=False,
@@ -542,7 +544,7 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         with autocast(): return query_loss_of(m, m.embed(v), t)
     try:
         stats = batch_stats_only(method)
-        with autocast(): zq = embed_tasks(method, fast, stats, stack_tasks(q_views), runner)     # the K passes at their θ_k
+        with autocast(): zq = embed_tasks(method, fast, stats, q_views, runner)     # the K passes at their θ_k
         lq = over_tasks(lambda st, z, t: call_with(method, {**st, **stats}, query_loss_of, z, t), fast, zq, tq_b,
                         module=method, checked=runner.checked)
         lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
@@ -573,6 +575,7 @@ class TaskRunner:
         self.loss_norm_layers, self.block_index = None, {}                 # what the batched passes cache
         self.batched, self._stacked = False, {}                            # this step: batched so far, its stacked values
         self.grouped = None                            # the grouped pass: None until tried, True where equal to vmap, else why not
+        self.leaves = None                             # the layers a grouped pass swaps (`grouped_leaves`), walked once
 
     def begin(self, method, s:TC2Settings) -> 'TaskRunner':
         "A new step: batched if asked for, first order with an inner step, and nothing blocks it."
@@ -586,11 +589,11 @@ class TaskRunner:
         """Whether `embed_tasks` runs the grouped pass: decided at this method's first batched pass, whose grouped `z`
         (batch statistics, nothing written) must match vmap's within 1e-3 relative (5e-2 in half precision)."""
         if self.grouped is None:
-            stats = batch_stats_only(method)
+            stats, self.leaves = batch_stats_only(method), grouped_leaves(method)
             with torch.no_grad():
-                want = _vmap_embed(method, params, stats, views, checked=False)     # vmap failing: the loop (the caller)
+                want = _vmap_embed(method, params, stats, stack_tasks(views), checked=False)     # vmap failing: the loop (the caller)
                 try:
-                    got = guarded(method, False, lambda: grouped_embed(method, {**params, **stats}, views))
+                    got = guarded(method, False, lambda: grouped_embed(method, {**params, **stats}, views, self.leaves))
                     err = float((got.float() - want.float()).norm() / want.float().norm().clamp_min(1e-12))
                     tol = 1e-3 if want.dtype in (torch.float32, torch.float64) else 5e-2
                     self.grouped = True if err <= tol else f"its grouped pass differs from vmap's by {err:.1e} relative"
@@ -744,11 +747,9 @@ def make_tasks(method, x, augment, generator, s:TC2Settings, tasks:TaskSplit|Non
     if tasks is None: tasks = split_tasks(x.shape[0], s.n_tasks, s.n_views, s.n_support, generator=generator, device=x.device)
     return _task_views(views, t, tasks)
 
-def batch_factors(cal, zs:list, zq:list) -> torch.Tensor:
-    "V = f_v(S) of the step's detached z (support and query, the rows stage 1 saw), at the updated f_v."
-    with torch.no_grad():
-        z_all = torch.cat([z.detach().reshape(-1, z.shape[-1]) for z in zs + zq]).to(_dtype(cal))
-        return cal.factors(z_all).detach()
+def batch_factors(cal, z_all:torch.Tensor) -> torch.Tensor:
+    "V = f_v(S) of the step's detached z (`Stage1.z_all`: support and query rows, as stage 1 saw them), at the updated f_v."
+    with torch.no_grad(): return cal.factors(z_all)
 
 def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
                  tasks:TaskSplit|None=None, probe:bool=False, autocast=contextlib.nullcontext,
@@ -773,7 +774,7 @@ def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', 
         # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z
         terms.update(runner.stage1(stage1, method, zs, zq_s1, ts, tq))
         # ẑ = f_w(n(z)) Vᵀ, with V = f_v(S) of this batch at the updated f_v, fixed through stage 2
-        calibrate = make_calibrate(stage1.cal, batch_factors(stage1.cal, zs, zq_s1), x.device.type)
+        calibrate = make_calibrate(stage1.cal, batch_factors(stage1.cal, stage1.z_all), x.device.type)
         ts, tq = runner.calibrated_targets(method, ts, tq, calibrate, stage1.cal)
     # Eq. 6–7, stage 2, f_v and f_w frozen: θ_k = θ − β1 ∇_θ L^s_k(θ); the encoder's gradient Σ_k ∇_θ L^q_k(θ_k)
     with frozen(stage1.cal if calibrated else None):

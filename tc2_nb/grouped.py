@@ -12,16 +12,19 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['GROUPED_LAYERS', 'PER_CHANNEL', 'NotGroupable', 'to_grouped', 'from_grouped', 'grouped_conv2d', 'grouped_linear',
-           'grouped_batch_norm', 'grouped_layers', 'grouped_embed']
+           'grouped_batch_norm', 'grouped_leaves', 'grouped_layers', 'grouped_embed']
 
 # %% ../nbs/08bb_grouped.ipynb #ac74e848
 class NotGroupable(Exception):
     "A layer or value the grouped pass cannot run exactly as K separate passes do: the caller keeps vmap."
 
 def to_grouped(views) -> torch.Tensor:
-    "Stacked task views (K, n, v, C, …) as one batch with the tasks' channels side by side: (n, v, K·C, …)."
+    """Task views, stacked (K, n, v, C, …) or a list of K (n, v, C, …), as one batch with the tasks' channels side by
+    side: (n, v, K·C, …). From a list it is one copy (a stack on the channel dim), not a stack and a second copy."""
+    if isinstance(views, (list, tuple)) and all(isinstance(v, torch.Tensor) and v.dim() >= 4 for v in views):
+        return torch.stack(views, 2).flatten(2, 3)
     if not isinstance(views, torch.Tensor) or views.dim() < 5:
-        raise NotGroupable(f"views must be one tensor (K, n, v, C, ...); got {type(views).__name__}")
+        raise NotGroupable(f"views must be one tensor (K, n, v, C, ...) or K tensors (n, v, C, ...); got {type(views).__name__}")
     K, n, v, C = views.shape[:4]
     return views.movedim(0, 2).reshape(n, v, K * C, *views.shape[4:])
 
@@ -81,24 +84,32 @@ def _grouped_forward(mod, state:dict, prefix:str, K:int):
         return _refuse(f"BatchNorm {prefix[:-1]}: training mode needs its running statistics in the task state")
     return functools.partial(fn, mod, K=K, t=_layer_tensors(mod, names, state, prefix, K))
 
+def grouped_leaves(method:nn.Module) -> list:
+    "The (name prefix, layer) pairs whose `forward` a grouped pass swaps: every leaf layer but the per-channel ones."
+    leaves = []
+    for name, mod in method.named_modules():
+        if next(mod.children(), None) is not None or (isinstance(mod, PER_CHANNEL) and not isinstance(mod, nn.Flatten)): continue
+        if isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) == (1, -1): continue
+        leaves.append((f'{name}.' if name else '', mod))
+    return leaves
+
 @contextlib.contextmanager
-def grouped_layers(method:nn.Module, state:dict, K:int):
-    "Inside the block every leaf layer of `method` runs its K tasks at once on the grouped layout, at `state`'s tensors."
+def grouped_layers(method:nn.Module, state:dict, K:int, leaves:list|None=None):
+    """Inside the block every leaf layer of `method` runs its K tasks at once on the grouped layout, at `state`'s
+    tensors. `leaves`: `grouped_leaves(method)`, walked once by a caller that runs many passes (default: walked now)."""
     swapped = []
     try:
-        for name, mod in method.named_modules():
-            if next(mod.children(), None) is not None or (isinstance(mod, PER_CHANNEL) and not isinstance(mod, nn.Flatten)): continue
-            if isinstance(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) == (1, -1): continue
+        for prefix, mod in grouped_leaves(method) if leaves is None else leaves:
             swapped.append((mod, mod.__dict__.get('forward')))
-            mod.forward = _grouped_forward(mod, state, f'{name}.' if name else '', K)
+            mod.forward = _grouped_forward(mod, state, prefix, K)
         yield
     finally:
         for mod, before in swapped:
             if before is None: del mod.forward
             else: mod.forward = before
 
-def grouped_embed(method:nn.Module, state:dict, views) -> torch.Tensor:
-    "`method.embed` of K tasks in one grouped pass: stacked views (K, n, v, …), task tensors `state` → z (K, n, v, d)."
+def grouped_embed(method:nn.Module, state:dict, views, leaves:list|None=None) -> torch.Tensor:
+    "`method.embed` of K tasks in one grouped pass: views (K, n, v, …) or K of (n, v, …), task tensors `state` → z (K, n, v, d)."
     grouped = to_grouped(views)
-    K = views.shape[0]
-    with grouped_layers(method, state, K): return from_grouped(method.embed(grouped), K)
+    K = len(views)
+    with grouped_layers(method, state, K, leaves): return from_grouped(method.embed(grouped), K)
