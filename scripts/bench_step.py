@@ -13,7 +13,8 @@ machine affects them alike. METHOD.md's floor for first-order TC² is 14/6 = 2.3
 
 `--ops`: instead of timing, count the aten ops dispatched during one step (after one warm-up step), with a
 `TorchDispatchMode` counter: all ops, the non-view ops (views and `detach` alias their input and launch no
-kernel) and convolution ops (forward and backward), each as a multiple of base. Torch's optimisers (stage 1's Adam)
+kernel) and convolution ops (forward and backward), each as a multiple of base; then all ops by stage of the step
+(the views' augmentation, the support passes, stage 1, ..., 'rest': base's pass and the outer optimiser). Torch's optimisers (stage 1's Adam)
 run with `foreach=True` as they do on CUDA (`--foreach off`: the CPU's per-tensor loop); LARS has no foreach form. On a GPU each non-view op is
 about one kernel launch, so this is the launch count that a launch-bound step pays.
 
@@ -74,38 +75,59 @@ def make_stepper(variant, args, device):
 
 
 def op_counter():
-    "A dispatch mode that counts every aten op run under it, by name (its `.ops`, a Counter)."
+    """A dispatch mode that counts every aten op run under it, by name (its `.ops`, a Counter), and by the stage of the
+    step it ran in (`.stages`: see `stages`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
     class OpCounter(TorchDispatchMode):
-        def __init__(self): super().__init__(); self.ops, self.views = collections.Counter(), 0
+        def __init__(self): super().__init__(); self.ops, self.views, self.stages, self.stage = collections.Counter(), 0, collections.Counter(), ['rest']
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops[func.overloadpacket.__name__] += 1
+            self.ops[func.overloadpacket.__name__] += 1; self.stages[self.stage[-1]] += 1
             if func.is_view: self.views += 1                        # aliases: no kernel, no launch
             return func(*args, **(kwargs or {}))
     return OpCounter()
 
+STAGES = {'views': ('tc2_nb.methods.base', 'SSLMethod', 'make_views'), 'support': ('tc2_nb.bilevel', 'TaskRunner', 'support'),
+          'stage1': ('tc2_nb.bilevel', 'TaskRunner', 'stage1'), 'query_at_θ': ('tc2_nb.bilevel', 'TaskRunner', 'query_at_theta'),
+          'V': ('tc2_nb.bilevel', None, 'batch_factors'), 'targets': ('tc2_nb.bilevel', 'TaskRunner', 'calibrated_targets'),
+          'stage2': ('tc2_nb.bilevel', 'TaskRunner', 'stage2')}
+
+@contextlib.contextmanager
+def stages(counter):
+    "Inside the block, `counter` files each op under the stage of the step that ran it (`STAGES`; 'rest': the outer optimiser, base's pass)."
+    import importlib
+    patched = []
+    def labelled(fn, name):
+        def run(*a, **k):
+            counter.stage.append(name)
+            try: return fn(*a, **k)
+            finally: counter.stage.pop()
+        return run
+    for name, (mod, cls, attr) in STAGES.items():
+        owner = importlib.import_module(mod) if cls is None else getattr(importlib.import_module(mod), cls)
+        patched.append((owner, attr, owner.__dict__[attr])); setattr(owner, attr, labelled(owner.__dict__[attr], name))
+    try: yield
+    finally:
+        for owner, attr, fn in patched: setattr(owner, attr, fn)
+
 
 def count_ops(variants, args, device):
-    "Ops per step (all, non-view, convolutions) of each variant, one warm-up step first, and the augmentation's; prints the table."
-    rows = {}
+    "Ops per step (all, non-view, convolutions) of each variant, one warm-up step first, and by stage of the step; prints the tables."
+    rows, by_stage = {}, {}
     for v in variants:
         step = make_stepper(v, args, device)
         step()                                                      # warm-up: lazy init, first-call paths
-        with op_counter() as c: step()
+        with op_counter() as c, stages(c): step()
         total = sum(c.ops.values())
         rows[v] = total, total - c.views, sum(n for k, n in c.ops.items() if 'convolution' in k)
-    _, method, augment, x, *_ = build('base', args, device)
-    g = torch.Generator(device).manual_seed(0)
-    aug = {}
-    for m in (2, 4):                                                # the views' augmentation: in every variant's count
-        with op_counter() as c: method.make_views(x, m, augment, g)
-        aug[m] = sum(c.ops.values())
-    print(f"# of which the views' augmentation (make_views): {aug[2]} ops for 2 views, {aug[4]} for 4")
+        by_stage[v] = c.stages
     base = rows.get('base')
     print(f"{'variant':<10} {'ops':>8} {'x base':>7} {'non-view':>9} {'x base':>7} {'conv ops':>9} {'x base':>7}")
     for v, r in rows.items():
         rb = lambda i: r[i] / base[i] if base and base[i] else float('nan')
         print(f"{v:<10} {r[0]:>8} {rb(0):>7.2f} {r[1]:>9} {rb(1):>7.2f} {r[2]:>9} {rb(2):>7.2f}")
+    names = [*STAGES, 'rest']
+    print(f"# all ops by stage\n{'variant':<10}" + ''.join(f" {n:>11}" for n in names))
+    for v, c in by_stage.items(): print(f"{v:<10}" + ''.join(f" {c[n]:>11}" for n in names))
     return rows
 
 

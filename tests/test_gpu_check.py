@@ -1,6 +1,6 @@
 """scripts/gpu_check.py's issue-15 sections run on the CPU in seconds (`--dry`: small CNN, batch 16, a 64-image epoch),
 so that the script is ready for a lent GPU: every row of the loop-vs-vmap step table and every epoch is there, no
-section errs."""
+section errs. And `scripts/bench_step.py --ops`, the op count of record, counts by stage."""
 import json, os, subprocess, sys
 from pathlib import Path
 
@@ -18,3 +18,18 @@ def test_gpu_check_dry_runs_batched_and_epoch(tmp_path):
     assert all(v > 0 for v in res['batched']['ms'].values())
     assert {'base', 'TC2', 'TC2-vmap'} <= set(res['epoch']) and res['epoch']['TC2-vmap']['steps'] == 4
     assert '| TC2-vmap |' in (tmp_path/'gpu_check.md').read_text()
+
+
+def test_bench_step_counts_ops_by_stage():
+    "`bench_step.py --ops`: the ops of a step, and the same ops again by stage (the stages add up to the step's total)."
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'bench_step.py'), '--ops', '--variants', 'base,TC2-vmap', '--batch', '16',
+                        '--size', '16'], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    main, stages = r.stdout.split('# all ops by stage')
+    total = {l.split()[0]: int(l.split()[1]) for l in main.splitlines() if l.startswith(('base ', 'TC2-vmap '))}
+    head, *rows = [l.split() for l in stages.strip().splitlines()]
+    by = {row[0]: dict(zip(head[1:], map(int, row[1:]))) for row in rows}
+    assert head[1:] == ['views', 'support', 'stage1', 'query_at_θ', 'V', 'targets', 'stage2', 'rest']
+    assert {v: sum(c.values()) for v, c in by.items()} == total
+    assert by['base']['stage1'] == 0 < by['TC2-vmap']['stage1'] and by['base']['views'] == by['TC2-vmap']['views'] > 0
