@@ -19,6 +19,12 @@ run with `foreach=True` as they do on CUDA (`--foreach off`: the CPU's per-tenso
 about one kernel launch, so this is the launch count that a launch-bound step pays.
 
     python scripts/bench_step.py --ops --variants base,T,TC2,TC2-vmap [--backbone resnet18 --size 32 --channels 3]
+
+`--kernels`: what one step runs, as torch.profiler's leaf events (aten ops with no aten op inside, and inductor's fused
+CPU kernels), so that a compiled step (`-compiled`), which a dispatch mode cannot count, compares with eager ones. Its
+unit is finer than `--ops` (it also sees the allocations and strided copies inside an op): compare within it only.
+
+    python scripts/bench_step.py --kernels --variants base,TC2-vmap,TC2-vmap-compiled
 """
 from __future__ import annotations
 import argparse, collections, contextlib, os, statistics, time
@@ -131,6 +137,27 @@ def count_ops(variants, args, device):
     return rows
 
 
+def count_kernels(variants, args, device):
+    """What one step runs, compiled or not (after 3 warm-up steps, which compile): the leaf events of torch.profiler,
+    aten ops with no aten op inside them and inductor's fused CPU kernels (`cpp_fused_*`, profiled one by one); prints
+    the table. Unlike `--ops` (a dispatch mode, under which compiled code does not run), it sees a compiled step."""
+    import torch._inductor.config as inductor_config
+    from torch.profiler import profile, ProfilerActivity
+    inductor_config.cpp.enable_kernel_profile = True
+    is_op = lambda e: e.name.startswith('aten::') or 'cpp_fused' in e.name
+    rows = {}
+    for v in variants:
+        step = make_stepper(v, args, device)
+        for _ in range(3): step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof: step()
+        leaves = [e for e in prof.events() if is_op(e) and not any(is_op(c) for c in e.cpu_children)]
+        rows[v] = len(leaves), sum('cpp_fused' in e.name for e in leaves)
+    base = rows.get('base')
+    print(f"{'variant':<18} {'leaf events':>12} {'x base':>7} {'fused kernels':>14}")
+    for v, (n, fused) in rows.items(): print(f"{v:<18} {n:>12} {n / base[0] if base else float('nan'):>7.2f} {fused:>14}")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--steps', type=int, default=6); ap.add_argument('--warmup', type=int, default=2)
@@ -140,18 +167,20 @@ def main():
     ap.add_argument('--channels', type=int, default=1)
     ap.add_argument('--variants', default='base,T,TC2,TC2-2nd')
     ap.add_argument('--ops', action='store_true', help='count the aten ops of one step instead of timing')
+    ap.add_argument('--kernels', action='store_true', help="count one step's leaf profiler events (compiled steps too) instead of timing")
     ap.add_argument('--foreach', choices=('auto', 'on', 'off'), default='auto',
                     help="foreach (multi-tensor) Adam/AdamW/SGD, as torch chooses on CUDA; auto: on with --ops or on CUDA")
     args = ap.parse_args()
-    args.foreach = args.foreach == 'on' or (args.foreach == 'auto' and (args.ops or args.device.startswith('cuda')))
+    args.foreach = args.foreach == 'on' or (args.foreach == 'auto' and (args.ops or args.kernels or args.device.startswith('cuda')))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-    print(f"# foreach optimisers {args.foreach}; " if args.ops else '', end='')
+    print(f"# foreach optimisers {args.foreach}; " if args.ops or args.kernels else '', end='')
     print(f"# {args.method}, {args.backbone}, {args.size}px x{args.channels}, batch {args.batch}, K=4 m=4 m'=2, "
           f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
           f"threads {args.threads}, torch {torch.__version__}, load average before {load:.2f}")
     if args.ops: count_ops(args.variants.split(','), args, device); return
+    if args.kernels: count_kernels(args.variants.split(','), args, device); return
     # variants take turns, one step each per round, so that a change in the machine's load hits all of them alike
     variants = args.variants.split(',')
     steppers = {v: make_stepper(v, args, device) for v in variants}

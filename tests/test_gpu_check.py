@@ -1,6 +1,6 @@
 """scripts/gpu_check.py's issue-15 sections run on the CPU in seconds (`--dry`: small CNN, batch 16, a 64-image epoch),
 so that the script is ready for a lent GPU: every row of the loop-vs-vmap step table and every epoch is there, no
-section errs. And `scripts/bench_step.py --ops`, the op count of record, counts by stage."""
+section errs. And `scripts/bench_step.py --ops`, the op count of record, counts by stage, and `--kernels` counts leaf profiler events."""
 import json, os, subprocess, sys
 from pathlib import Path
 
@@ -33,3 +33,14 @@ def test_bench_step_counts_ops_by_stage():
     assert head[1:] == ['views', 'support', 'stage1', 'query_at_θ', 'V', 'targets', 'stage2', 'rest']
     assert {v: sum(c.values()) for v, c in by.items()} == total
     assert by['base']['stage1'] == 0 < by['TC2-vmap']['stage1'] and by['base']['views'] == by['TC2-vmap']['views'] > 0
+
+
+def test_bench_step_counts_leaf_events():
+    "`bench_step.py --kernels`: torch.profiler's leaf events of a step (the count a compiled step can be given too)."
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'bench_step.py'), '--kernels', '--variants', 'base,TC2-vmap', '--batch', '16',
+                        '--size', '16'], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {l.split()[0]: l.split()[1:] for l in r.stdout.splitlines() if l.startswith(('base ', 'TC2-vmap '))}
+    assert rows['base'][1] == '1.00' and int(rows['TC2-vmap'][0]) > int(rows['base'][0]) > 0, r.stdout
+    assert rows['base'][2] == rows['TC2-vmap'][2] == '0'                 # eager: no fused kernels
