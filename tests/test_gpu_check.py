@@ -20,13 +20,18 @@ def test_gpu_check_dry_runs_batched_and_epoch(tmp_path):
     assert '| TC2-vmap |' in (tmp_path/'gpu_check.md').read_text()
 
 
-def test_bench_step_counts_ops_by_stage():
-    "`bench_step.py --ops`: the ops of a step, and the same ops again by stage (the stages add up to the step's total)."
+def bench_step(mode:str) -> str:
+    "`bench_step.py MODE` on base and batched TC² (small CNN, 16 px, batch 16): its output."
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'bench_step.py'), '--ops', '--variants', 'base,TC2-vmap', '--batch', '16',
+    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'bench_step.py'), mode, '--variants', 'base,TC2-vmap', '--batch', '16',
                         '--size', '16'], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    main, stages = r.stdout.split('# all ops by stage')
+    return r.stdout
+
+
+def test_bench_step_counts_ops_by_stage():
+    "`bench_step.py --ops`: the ops of a step, and the same ops again by stage (the stages add up to the step's total)."
+    main, stages = bench_step('--ops').split('# all ops by stage')
     total = {l.split()[0]: int(l.split()[1]) for l in main.splitlines() if l.startswith(('base ', 'TC2-vmap '))}
     head, *rows = [l.split() for l in stages.strip().splitlines()]
     by = {row[0]: dict(zip(head[1:], map(int, row[1:]))) for row in rows}
@@ -37,10 +42,7 @@ def test_bench_step_counts_ops_by_stage():
 
 def test_bench_step_counts_leaf_events():
     "`bench_step.py --kernels`: torch.profiler's leaf events of a step (the count a compiled step can be given too)."
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'bench_step.py'), '--kernels', '--variants', 'base,TC2-vmap', '--batch', '16',
-                        '--size', '16'], capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = {l.split()[0]: l.split()[1:] for l in r.stdout.splitlines() if l.startswith(('base ', 'TC2-vmap '))}
-    assert rows['base'][1] == '1.00' and int(rows['TC2-vmap'][0]) > int(rows['base'][0]) > 0, r.stdout
+    out = bench_step('--kernels')
+    rows = {l.split()[0]: l.split()[1:] for l in out.splitlines() if l.startswith(('base ', 'TC2-vmap '))}
+    assert rows['base'][1] == '1.00' and int(rows['TC2-vmap'][0]) > int(rows['base'][0]) > 0, out
     assert rows['base'][2] == rows['TC2-vmap'][2] == '0'                 # eager: no fused kernels
