@@ -9,6 +9,8 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 KERNEL := tc2_nb
 # Notebooks and tests run two at a time on small machines: one BLAS thread each avoids oversubscription.
 export OMP_NUM_THREADS ?= 1
+# pytest on two workers, each test file on one of them (its module fixtures, the real SLURM among them, start once).
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 .PHONY: setup data kernel sync slurm chromium docs test portable demo lab clean-runs
 
@@ -61,14 +63,14 @@ sync: $(STAMP)
 test: setup sync slurm chromium
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(MAKE) docs
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests/
+	$(PYTEST) tests/
 
 # The suite as CPUs without AVX-512 (avx2) and without AVX (generic) round floats, at 1 and 2 threads: a test must pass
 # on any x86-64 machine. Slow (four runs); for changes to numerics or tolerances.
 portable: setup sync slurm
 	for p in generic avx2; do for t in 1 2; do echo "== profile $$p, $$t thread(s)"; \
 	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/nbdev-test --n-workers 2 && \
-	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(BIN)/python -m pytest -q -n 2 --dist loadfile tests/ || exit 1; done; done
+	  OMP_NUM_THREADS=$$t scripts/cpu_profile.sh $$p $(PYTEST) tests/ || exit 1; done; done
 
 demo: setup
 	$(BIN)/tc2-demo

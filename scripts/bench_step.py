@@ -97,10 +97,19 @@ STAGES = {'views': ('tc2_nb.methods.base', 'SSLMethod', 'make_views'), 'support'
           'V': ('tc2_nb.bilevel', None, 'batch_factors'), 'targets': ('tc2_nb.bilevel', 'TaskRunner', 'calibrated_targets'),
           'stage2': ('tc2_nb.bilevel', 'TaskRunner', 'stage2')}
 
+def _owners(mod:str, cls:str|None, attr:str) -> list:
+    "Where `attr` is defined: the module itself (`cls` None), else the class and every subclass that overrides it (MAE's `make_views`)."
+    import importlib, tc2_nb.methods                                # every method class, so that its overrides are found
+    if cls is None: return [importlib.import_module(mod)]
+    todo, found = [getattr(importlib.import_module(mod), cls)], []
+    while todo:
+        c = todo.pop(); todo += c.__subclasses__()
+        if attr in c.__dict__: found.append(c)
+    return found
+
 @contextlib.contextmanager
 def stages(counter):
     "Inside the block, `counter` files each op under the stage of the step that ran it (`STAGES`; 'rest': the outer optimiser, base's pass)."
-    import importlib
     patched = []
     def labelled(fn, name):
         def run(*a, **k):
@@ -108,9 +117,10 @@ def stages(counter):
             try: return fn(*a, **k)
             finally: counter.stage.pop()
         return run
-    for name, (mod, cls, attr) in STAGES.items():
-        owner = importlib.import_module(mod) if cls is None else getattr(importlib.import_module(mod), cls)
-        patched.append((owner, attr, owner.__dict__[attr])); setattr(owner, attr, labelled(owner.__dict__[attr], name))
+    for name, where in STAGES.items():
+        for owner in _owners(*where):
+            attr = where[2]
+            patched.append((owner, attr, owner.__dict__[attr])); setattr(owner, attr, labelled(owner.__dict__[attr], name))
     try: yield
     finally:
         for owner, attr, fn in patched: setattr(owner, attr, fn)

@@ -20,7 +20,8 @@ class NotGroupable(Exception):
 
 def to_grouped(views) -> torch.Tensor:
     """Task views, stacked (K, n, v, C, …) or a list of K (n, v, C, …), as one batch with the tasks' channels side by
-    side: (n, v, K·C, …). From a list it is one copy (a stack on the channel dim), not a stack and a second copy."""
+    side: (n, v, K·C, …). From a list it is one copy, a stack on the channel dim, and comes out contiguous; from
+    stacked views with C > 1 the reshape copies a second time."""
     if isinstance(views, (list, tuple)) and all(isinstance(v, torch.Tensor) and v.dim() >= 4 for v in views):
         return torch.stack(views, 2).flatten(2, 3)
     if not isinstance(views, torch.Tensor) or views.dim() < 5:
