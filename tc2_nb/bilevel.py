@@ -118,10 +118,10 @@ def shares_weights(cal) -> bool:
     "Whether `cal` takes given weights in `calibrate` and `tc2_loss` (`Calibrator` does), so f_w can run once per objective."
     return hasattr(cal, 'weights') and _takes(cal.calibrate, 'w') and _takes(cal.tc2_loss, 'w')
 
-def tc2_terms(cal, z_all, V, w=None) -> tuple[torch.Tensor, dict]:
-    "`L_tc2` (with f_w's weights `w` of `z_all`'s rows, when given) and, when the calibrator reports them, its detached terms `L_v`, `L_w`."
+def tc2_terms(cal, z_all, V, w=None, terms:bool=True) -> tuple[torch.Tensor, dict]:
+    "`L_tc2` (with f_w's weights `w` of `z_all`'s rows, when given) and, when `terms` and the calibrator reports them, its detached terms `L_v`, `L_w`."
     kw = {} if w is None else dict(w=w)
-    if _takes(cal.tc2_loss, 'return_terms'):
+    if terms and _takes(cal.tc2_loss, 'return_terms'):
         loss, t = cal.tc2_loss(z_all, V, return_terms=True, **kw)
         return loss, {k: t[k] for k in ('L_v', 'L_w') if k in t}
     return cal.tc2_loss(z_all, V, **kw), {}
@@ -157,8 +157,13 @@ class Stage1:
         self.opt_s = torch.optim.Adam([dict(params=fv, lr=a1), dict(params=fw, lr=a2)], fused=fused)
         self.opt_q = torch.optim.Adam([dict(params=fv, lr=a3), dict(params=fw, lr=a4)], fused=fused)
         self.eps, self.beta2, self.n_maml = eps, beta2, 0
-        self.z_all = None                                      # the last step's detached rows (support, then query)
+        self.z_all = None                                      # this step's detached rows (support, then query), until V takes them
         self.maml_v = [torch.zeros_like(p) for p in fv + fw]   # running second moments of the maml support step
+
+    def take_rows(self) -> torch.Tensor:
+        "This step's detached rows, handed over once: V reads them, and they are not held until the next step."
+        z_all, self.z_all = self.z_all, None
+        return z_all
 
     def state_dict(self) -> dict:
         return dict(opt_s=self.opt_s.state_dict(), opt_q=self.opt_q.state_dict(), maml_v=self.maml_v, n_maml=self.n_maml)
@@ -166,11 +171,12 @@ class Stage1:
         self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
         self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
 
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0, checked=False):
+    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0, checked=False, terms=True):
         """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
         `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`).
         `zs`'s rows are `z_all`'s from `row0` on, in order: f_w runs once over `z_all`, and those rows of its
-        weights calibrate the tasks while all of them enter L_w (the same values as one f_w pass per use)."""
+        weights calibrate the tasks while all of them enter L_w (the same values as one f_w pass per use).
+        `terms=False`: no detached L_v, L_w (the query objective's are never logged)."""
         V = cal.factors(z_all)
         w_all = cal.weights(z_all) if shares_weights(cal) else None
         def rows_of(z, start):                                  # f_w's weights of z's rows, shaped as z
@@ -186,7 +192,7 @@ class Stage1:
             starts = list(itertools.accumulate([row0] + [z[..., 0].numel() for z in zs]))
             ssl = torch.stack([call_with(method, bn(), loss_of, calib_w(z, rows_of(z, s)), calibrated_target(method, t, calib, cal))
                                for z, t, s in zip(zs, ts, starts)]).mean()
-        tc2, parts = tc2_terms(cal, z_all, V, w_all)
+        tc2, parts = tc2_terms(cal, z_all, V, w_all, terms)
         return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
 
     def _set_grads(self, loss, params):
@@ -213,7 +219,7 @@ class Stage1:
         params = [p for g in self.opt_s.param_groups for p in g['params']]
         nq0 = sum(z[..., 0].numel() for z in (zs if isinstance(zs, list) else [zs]))   # z_all's first query row
         checked = runner is not None and runner.checked
-        obj = lambda zs, ts, kind, row0: self.objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked)
+        obj = lambda zs, ts, kind, row0, terms=True: self.objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked, terms)
         first = None
         if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
             try: first = obj(zs, ts, 'ssl', 0)
@@ -224,12 +230,12 @@ class Stage1:
                 return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
             ls, ts_ = first or obj(zs, ts, 'ssl', 0)
-            lq, _ = obj(zq, tq, self.query_loss, nq0)
+            lq, _ = obj(zq, tq, self.query_loss, nq0, terms=False)
             self._set_grads(ls + lq, params); self.opt_s.step()
         elif self.mode == 'sequential':
             ls, ts_ = first or obj(zs, ts, 'ssl', 0)
             self._set_grads(ls, params); self.opt_s.step()           # Eq. 4: f' = f − (α1, α2)·Adam
-            lq, _ = obj(zq, tq, self.query_loss, nq0)
+            lq, _ = obj(zq, tq, self.query_loss, nq0, terms=False)
             self._set_grads(lq, params); self.opt_q.step()           # Eq. 5: f ← f' − (α3, α4)·Adam
         else: ls, lq, ts_ = self._maml_step(method, z_all, zs, zq, ts, tq, bn, params, nq0)
         return dict(s1_support=ls.detach(), s1_query=lq.detach(), **{k: v for k, v in ts_.items() if k != 'ssl'})
@@ -748,7 +754,7 @@ def make_tasks(method, x, augment, generator, s:TC2Settings, tasks:TaskSplit|Non
     return _task_views(views, t, tasks)
 
 def batch_factors(cal, z_all:torch.Tensor) -> torch.Tensor:
-    "V = f_v(S) of the step's detached z (`Stage1.z_all`: support and query rows, as stage 1 saw them), at the updated f_v."
+    "V = f_v(S) of the step's detached z (`Stage1.take_rows()`: support and query rows, as stage 1 saw them), at the updated f_v."
     with torch.no_grad(): return cal.factors(z_all)
 
 def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
@@ -774,7 +780,7 @@ def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', 
         # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z
         terms.update(runner.stage1(stage1, method, zs, zq_s1, ts, tq))
         # ẑ = f_w(n(z)) Vᵀ, with V = f_v(S) of this batch at the updated f_v, fixed through stage 2
-        calibrate = make_calibrate(stage1.cal, batch_factors(stage1.cal, stage1.z_all), x.device.type)
+        calibrate = make_calibrate(stage1.cal, batch_factors(stage1.cal, stage1.take_rows()), x.device.type)
         ts, tq = runner.calibrated_targets(method, ts, tq, calibrate, stage1.cal)
     # Eq. 6–7, stage 2, f_v and f_w frozen: θ_k = θ − β1 ∇_θ L^s_k(θ); the encoder's gradient Σ_k ∇_θ L^q_k(θ_k)
     with frozen(stage1.cal if calibrated else None):

@@ -5,16 +5,16 @@
 
 # %% ../nbs/05_losses.ipynb #5596d873
 from __future__ import annotations
-import math, functools
+import math, functools, operator
 from itertools import combinations
 import torch
 import torch.nn.functional as F
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['pairwise_mean', 'fp32', 'nt_xent', 'infonce', 'moco_loss', 'negative_cosine', 'normalized_mse', 'byol_loss',
-           'simsiam_loss', 'barlow_twins', 'vicreg', 'sinkhorn', 'swav_loss', 'normalize_patches', 'mae_loss',
-           'barlow_twins_terms', 'vicreg_terms', 'matched_shuffled_terms']
+__all__ = ['pairwise_mean', 'fp32', 'cross_entropy', 'nt_xent', 'infonce', 'moco_loss', 'negative_cosine', 'normalized_mse',
+           'byol_loss', 'simsiam_loss', 'barlow_twins', 'vicreg', 'sinkhorn', 'swav_loss', 'normalize_patches',
+           'mae_loss', 'barlow_twins_terms', 'vicreg_terms', 'matched_shuffled_terms']
 
 # %% ../nbs/05_losses.ipynb #5d64135c
 def pairwise_mean(fn, *xs:torch.Tensor) -> torch.Tensor:
@@ -22,7 +22,8 @@ def pairwise_mean(fn, *xs:torch.Tensor) -> torch.Tensor:
     v = xs[0].shape[1]
     if v < 2: raise ConfigError(f"n_views={v} is not allowed for a two-view loss; need n_views >= 2")
     pairs = list(combinations(range(v), 2))
-    return sum(fn(*[t for x in xs for t in (x[:, i], x[:, j])]) for i, j in pairs) / len(pairs)
+    total = functools.reduce(operator.add, (fn(*[t for x in xs for t in (x[:, i], x[:, j])]) for i, j in pairs))
+    return total / len(pairs) if len(pairs) > 1 else total        # one pair: no `0 +`, no `/ 1` (two ops a call, same bits)
 
 # %% ../nbs/05_losses.ipynb #2bc86341
 def fp32(fn):
@@ -35,6 +36,12 @@ def fp32(fn):
         with torch.autocast(dev, enabled=False): return fn(*args, **kwargs)
     return _f
 
+# %% ../nbs/05_losses.ipynb #a61a389c
+def cross_entropy(logits:torch.Tensor, labels:torch.Tensor) -> torch.Tensor:
+    "`F.cross_entropy(logits, labels)` (mean over rows); under `torch.vmap`, as `log_softmax`, `gather`, `mean` (fewer ops)."
+    if not torch._C._functorch.is_batchedtensor(logits): return F.cross_entropy(logits, labels)
+    return -logits.log_softmax(1).gather(1, labels[:, None]).mean()
+
 # %% ../nbs/05_losses.ipynb #599f7cd0
 @fp32
 def nt_xent(z1:torch.Tensor, z2:torch.Tensor, temperature:float=0.5) -> torch.Tensor:
@@ -44,7 +51,7 @@ def nt_xent(z1:torch.Tensor, z2:torch.Tensor, temperature:float=0.5) -> torch.Te
     logits = z @ z.T / temperature
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float('-inf'))
     labels = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])   # made on the device: no copy, no sync
-    return F.cross_entropy(logits, labels)
+    return cross_entropy(logits, labels)
 
 # %% ../nbs/05_losses.ipynb #f15724d4
 @fp32
@@ -52,7 +59,7 @@ def infonce(q:torch.Tensor, k:torch.Tensor, queue:torch.Tensor, temperature:floa
     "MoCo's InfoNCE: queries q (B, d), positive keys k (B, d, no gradient), negatives `queue` (Q, d)."
     q, k, queue = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1), F.normalize(queue.detach(), dim=1)
     logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    return cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 def moco_loss(q1, q2, k1, k2, queue, temperature:float=0.2) -> torch.Tensor:
     "Symmetrised MoCo v2 loss (as solo-learn's MoCo v2+): (InfoNCE(q1, k2) + InfoNCE(q2, k1)) / 2."
