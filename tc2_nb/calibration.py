@@ -145,11 +145,11 @@ class Calibrator(nn.Module):
         if detach_z: z_all = z_all.detach()
         zs = z_all if z is None else (z.detach() if detach_z else z)
         zero = V.new_zeros(())
-        zn_all = self.prep(z_all) if self.use_lv else None
+        zn_all = self.prep(z_all) if self.use_lv or (self.use_lw and z is None) else None   # n(z_all) once, for L_v and L_w
         lv, tv = factor_loss(V, zn_all, self.reduction, return_terms=True) if self.use_lv else (zero, {})
         if self.use_lw:
             if w is None: w = self.weights(zs)
-            zn = zn_all if z is None and zn_all is not None else self.prep(zs)   # L_w on z_all's rows: n(z_all) once
+            zn = zn_all if z is None else self.prep(zs)
             lw, tw = weight_loss(zn, w, V, self.lambda_1, return_terms=True)
         else: lw, tw = zero, {}
         loss = lv + self.lambda_s * lw
