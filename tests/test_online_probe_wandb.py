@@ -1,6 +1,6 @@
 """Issue 31: the online linear probe never touches the encoder (bitwise), reports its validation top-1 at the monitor's
 points and resumes exactly; the W&B sink logs a tiny run offline, and a resumed run continues the same W&B run."""
-import os
+import os, time
 import pytest
 import torch
 from tc2_nb.data import ImageDataset
@@ -63,6 +63,7 @@ def test_wandb_offline_run_and_resume(tmp_path, monkeypatch):
     out = tmp_path/'run'
     pretrain(_cfg(wandb=True, out_dir=str(out), max_steps=5), DS)
     run_id = (out/'wandb_id').read_text()
+    time.sleep(1.1)     # W&B names a session's folder by the second it starts; a second session in that second gets a '-1' suffix
     r = pretrain(_cfg(wandb=True, out_dir=str(out), resume=True), DS)          # the same W&B run goes on
     assert (out/'wandb_id').read_text() == run_id
     sessions = sorted(out.glob('wandb/offline-run-*'))

@@ -77,16 +77,18 @@ def test_damaged_checkpoint_names_the_file(tmp_path, damage):
 
 
 def test_second_train_process_is_refused_and_first_is_intact(tmp_path):
-    out = tmp_path/'run'
-    first = _cli('--set', f'out_dir={out}', 'lr=0.05', cfg=dict(TINY, epochs=12), tmp=tmp_path, wait=False)
+    # The first run must outlive the second's start-up (about 3.5 s to its lock check): 12 epochs ended 3.8 s after the
+    # first log line on a quiet machine, a race the second sometimes lost; 60 epochs (240 steps) leave a wide margin.
+    out, epochs = tmp_path/'run', 60
+    first = _cli('--set', f'out_dir={out}', 'lr=0.05', cfg=dict(TINY, epochs=epochs), tmp=tmp_path, wait=False)
     deadline = time.time() + 120
     while not (out/'train_log.csv').exists() and time.time() < deadline: time.sleep(0.2)   # the first is training
-    second = _cli('--set', f'out_dir={out}', 'lr=0.2', cfg=dict(TINY, epochs=12), tmp=tmp_path)
+    second = _cli('--set', f'out_dir={out}', 'lr=0.2', cfg=dict(TINY, epochs=epochs), tmp=tmp_path)
     assert second.returncode == 2, second.stderr[-2000:]
     assert 'in use by another process' in second.stderr and f"pid {first.pid}" in second.stderr, second.stderr[-2000:]
     assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
     log = pd.read_csv(out/'train_log.csv')
-    assert list(log.step) == list(range(48))                         # 12 epochs × 4 steps, once each
+    assert list(log.step) == list(range(epochs * 4))                 # 4 steps an epoch, each once
     assert json.loads((out/'config.json').read_text())['lr'] == 0.05                 # recorded once, in config.json
     assert 'lr' not in json.loads((out/'experiment.json').read_text())
     assert (out/'results.csv').exists()
