@@ -24,8 +24,8 @@ __all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', '
            'BatchedWriteError', 'stack_tasks', 'guarded', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
            'stacked_params', 'batch_stats_only', 'commit_running_stats', 'vmap_blocker', 'embed_tasks',
            'support_batched', 'query_at_theta_batched', 'stage2_batched', 'TaskRunner', 'task_runner',
-           'shard_task_split', 'shard_tasks', 'make_calibrate', 'TC2Settings', 'rank_task_split', 'frozen',
-           'make_tasks', 'batch_factors', 'bilevel_step']
+           'shard_task_split', 'shard_tasks', 'make_calibrate', 'no_calibration', 'calibrates_rows', 'TC2Settings',
+           'rank_task_split', 'frozen', 'make_tasks', 'batch_factors', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #59fb1fbf
 class _Bound(nn.Module):
@@ -118,9 +118,10 @@ def shares_weights(cal) -> bool:
     "Whether `cal` takes given weights in `calibrate` and `tc2_loss` (`Calibrator` does), so f_w can run once per objective."
     return hasattr(cal, 'weights') and _takes(cal.calibrate, 'w') and _takes(cal.tc2_loss, 'w')
 
-def tc2_terms(cal, z_all, V, w=None, terms:bool=True) -> tuple[torch.Tensor, dict]:
-    "`L_tc2` (with f_w's weights `w` of `z_all`'s rows, when given) and, when `terms` and the calibrator reports them, its detached terms `L_v`, `L_w`."
-    kw = {} if w is None else dict(w=w)
+def tc2_terms(cal, z_all, V, w=None, terms:bool=True, zn_all=None) -> tuple[torch.Tensor, dict]:
+    """`L_tc2` (with f_w's weights `w` of `z_all`'s rows and n(z_all) `zn_all`, when given) and, when `terms` and the
+    calibrator reports them, its detached terms `L_v`, `L_w`."""
+    kw = {k: v for k, v in dict(w=w, zn_all=zn_all).items() if v is not None}
     if terms and _takes(cal.tc2_loss, 'return_terms'):
         loss, t = cal.tc2_loss(z_all, V, return_terms=True, **kw)
         return loss, {k: t[k] for k in ('L_v', 'L_w') if k in t}
@@ -157,13 +158,14 @@ class Stage1:
         self.opt_s = torch.optim.Adam([dict(params=fv, lr=a1), dict(params=fw, lr=a2)], fused=fused)
         self.opt_q = torch.optim.Adam([dict(params=fv, lr=a3), dict(params=fw, lr=a4)], fused=fused)
         self.eps, self.beta2, self.n_maml = eps, beta2, 0
-        self.z_all = None                                      # this step's detached rows (support, then query), until V takes them
+        self.rows = None                          # this step's detached rows (support, then query), n(rows), S: until V takes them
         self.maml_v = [torch.zeros_like(p) for p in fv + fw]   # running second moments of the maml support step
 
-    def take_rows(self) -> torch.Tensor:
-        "This step's detached rows, handed over once: V reads them, and they are not held until the next step."
-        z_all, self.z_all = self.z_all, None
-        return z_all
+    def take_rows(self) -> tuple:
+        """This step's detached rows `z_all`, n(z_all) and S (both None for a calibrator without `row_stats`), handed
+        over once: V reads them, and they are not held until the next step."""
+        rows, self.rows = self.rows, None
+        return rows
 
     def state_dict(self) -> dict:
         return dict(opt_s=self.opt_s.state_dict(), opt_q=self.opt_q.state_dict(), maml_v=self.maml_v, n_maml=self.n_maml)
@@ -171,28 +173,31 @@ class Stage1:
         self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
         self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
 
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0, checked=False, terms=True):
+    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0, checked=False, terms=True, zn_all=None, S=None):
         """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
         `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`).
         `zs`'s rows are `z_all`'s from `row0` on, in order: f_w runs once over `z_all`, and those rows of its
         weights calibrate the tasks while all of them enter L_w (the same values as one f_w pass per use).
-        `terms=False`: no detached L_v, L_w (the query objective's are never logged)."""
-        V = cal.factors(z_all)
-        w_all = cal.weights(z_all) if shares_weights(cal) else None
+        `terms=False`: no detached L_v, L_w (the query objective's are never logged). `zn_all`, `S`: `cal.row_stats(z_all)`
+        (the same in both objectives), or None."""
+        V = cal.factors(z_all) if S is None else cal.factors(S=S)
+        w_all = None if not shares_weights(cal) else cal.weights(z_all) if zn_all is None else cal.weights(z_all, zn_all)
         def rows_of(z, start):                                  # f_w's weights of z's rows, shaped as z
             return None if w_all is None else w_all[start:start + z[..., 0].numel()].reshape(*z.shape[:-1], -1)
         calib = lambda z: cal.calibrate(z.to(V.dtype), V)       # the targets: their own weights
         calib_w = lambda z, w: calib(z) if w is None else cal.calibrate(z.to(V.dtype), V, w)
         loss_of = lambda m, z, t: set_loss(m, z, t, kind)
-        if batched:
-            one = lambda b, z, w, t: call_with(method, b, loss_of, calib_w(z, w), calibrated_target(method, t, calib, cal))
-            ssl = over_tasks(lambda z, w, t: one(batch_stats_only(method), z, w, t), zs, rows_of(zs, row0), ts,
+        if batched:                                             # a rowwise ẑ: all K tasks' in one call, outside the vmap
+            pre = getattr(cal, 'rowwise', False)
+            zin, win = (calib_w(zs, rows_of(zs, row0)), None) if pre else (zs, rows_of(zs, row0))
+            one = lambda b, z, w, t: call_with(method, b, loss_of, z if pre else calib_w(z, w), calibrated_target(method, t, calib, cal))
+            ssl = over_tasks(lambda z, w, t: one(batch_stats_only(method), z, w, t), zin, win, ts,
                              module=method, checked=checked).mean()
         else:
             starts = list(itertools.accumulate([row0] + [z[..., 0].numel() for z in zs]))
             ssl = torch.stack([call_with(method, bn(), loss_of, calib_w(z, rows_of(z, s)), calibrated_target(method, t, calib, cal))
                                for z, t, s in zip(zs, ts, starts)]).mean()
-        tc2, parts = tc2_terms(cal, z_all, V, w_all, terms)
+        tc2, parts = tc2_terms(cal, z_all, V, w_all, terms, zn_all)
         return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
 
     def _set_grads(self, loss, params):
@@ -213,13 +218,14 @@ class Stage1:
         else:
             z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
             zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
-        self.z_all = z_all
+        self.rows = (z_all, *(self.cal.row_stats(z_all) if hasattr(self.cal, 'row_stats') else (None, None)))
         names = norm_buffer_names(method)
         bn = lambda: norm_buffer_copies(method, names)
         params = [p for g in self.opt_s.param_groups for p in g['params']]
         nq0 = sum(z[..., 0].numel() for z in (zs if isinstance(zs, list) else [zs]))   # z_all's first query row
         checked = runner is not None and runner.checked
-        obj = lambda zs, ts, kind, row0, terms=True: self.objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked, terms)
+        obj = lambda zs, ts, kind, row0, terms=True: self.objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked,
+                                                                    terms, *self.rows[1:])
         first = None
         if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
             try: first = obj(zs, ts, 'ssl', 0)
@@ -427,8 +433,9 @@ def stacked_buffer_copies(method, K:int, layers:list[str]|None=None, cache:dict|
 def stacked_params(named:list, K:int) -> dict:
     """θ as K task rows (name → (K, *shape)), each made contiguous once per step, so that the grouped passes read
     them as K·out weights without a copy each; gradients flow back to θ, and row k of one is task k's. (One tensor
-    for all of them would give a parameter the loss never reads a zero gradient instead of None.)"""
-    return {n: p.expand(K, *p.shape).contiguous() for n, p in named}
+    for all of them would give a parameter the loss never reads a zero gradient instead of None.) A `repeat`, one op
+    each way, where `expand(…).contiguous()` dispatches two forward and two backward; the same values and gradients."""
+    return {n: p.repeat(K, *[1] * p.dim()) for n, p in named}
 
 def batch_stats_only(method) -> dict:
     """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
@@ -528,12 +535,15 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     K = zs.shape[0]
     ts_b, tq_b = (stack_tasks(a) if isinstance(a, list) else a for a in (ts, tq))
     w = 1.0 / K if reduce == 'mean' else 1.0
+    pre = calibrates_rows(calibrate)                     # ẑ of all K tasks in one call, outside the vmap
+    in_vmap = (lambda z: z) if pre else calibrate
     def support_loss(st, b, z, t):
-        with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(calibrate(z), t), z, t)
+        with autocast(): return call_with(method, {**st, **b}, lambda m, z, t: m.loss(in_vmap(z), t), z, t)
     try:
         # BYOL's predictor has BatchNorm: copies for the layers the loss ran at the first step (all, then)
         bufs = stacked_buffer_copies(method, K, runner.loss_norm_layers, runner.block_index)
-        ls = over_tasks(support_loss, per_task, dict(bufs), zs, ts_b, module=method, checked=runner.checked)   # (K,): L^s_k at θ
+        with autocast(): zs_hat = calibrate(zs) if pre else zs
+        ls = over_tasks(support_loss, per_task, dict(bufs), zs_hat, ts_b, module=method, checked=runner.checked)   # (K,): L^s_k at θ
         ran = commit_running_stats(method, bufs)
         if runner.loss_norm_layers is None: runner.loss_norm_layers = ran
     except Exception as e:                                                         # nothing changed yet: the loop
@@ -545,12 +555,14 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
     stepped = torch._foreach_add([per_task[names[i]] for i in have], [g[i] for i in have], alpha=-beta1)   # θ_k, one op
     fast = {**{n: per_task[n] for n in names}, **{names[i]: s for i, s in zip(have, stepped)}}
     def query_loss_of(m, z, t):
-        with autocast(): return set_loss(m, calibrate(z), t, query_loss)
+        with autocast(): return set_loss(m, in_vmap(z), t, query_loss)
     def query(m, v, t):                                                            # the fallback's pass and loss in one
-        with autocast(): return query_loss_of(m, m.embed(v), t)
+        with autocast(): return set_loss(m, calibrate(m.embed(v)), t, query_loss)
     try:
         stats = batch_stats_only(method)
-        with autocast(): zq = embed_tasks(method, fast, stats, q_views, runner)     # the K passes at their θ_k
+        with autocast():
+            zq = embed_tasks(method, fast, stats, q_views, runner)                 # the K passes at their θ_k
+            if pre: zq = calibrate(zq)
         lq = over_tasks(lambda st, z, t: call_with(method, {**st, **stats}, query_loss_of, z, t), fast, zq, tq_b,
                         module=method, checked=runner.checked)
         lq_grads = torch.autograd.grad((lq * w).sum(), params, allow_unused=True)  # Eq. 7, all tasks at once
@@ -697,7 +709,15 @@ def make_calibrate(calibrator, V, device_type:str='cpu'):
     def calibrate(z):
         with torch.autocast(device_type, enabled=False):
             return calibrator.calibrate(z.to(dt), V)
+    calibrate.rowwise = getattr(calibrator, 'rowwise', False)
     return calibrate
+
+def no_calibration(z): return z                  # ẑ = z: the variants without calibration (T)
+no_calibration.rowwise = True
+
+def calibrates_rows(calibrate:Callable) -> bool:
+    "Whether `calibrate` maps each row on its own (its `rowwise`), so the K tasks' rows calibrate in one call outside the task vmap."
+    return getattr(calibrate, 'rowwise', False)
 
 @dataclass(frozen=True)
 class TC2Settings:
@@ -753,9 +773,11 @@ def make_tasks(method, x, augment, generator, s:TC2Settings, tasks:TaskSplit|Non
     if tasks is None: tasks = split_tasks(x.shape[0], s.n_tasks, s.n_views, s.n_support, generator=generator, device=x.device)
     return _task_views(views, t, tasks)
 
-def batch_factors(cal, z_all:torch.Tensor) -> torch.Tensor:
-    "V = f_v(S) of the step's detached z (`Stage1.take_rows()`: support and query rows, as stage 1 saw them), at the updated f_v."
-    with torch.no_grad(): return cal.factors(z_all)
+def batch_factors(cal, rows:tuple) -> torch.Tensor:
+    """V = f_v(S) of the step's detached z at the updated f_v. `rows`: `Stage1.take_rows()` (support and query rows as
+    stage 1 saw them, with n(rows) and S when the calibrator gave them)."""
+    z_all, _, S = rows
+    with torch.no_grad(): return cal.factors(z_all) if S is None else cal.factors(S=S)
 
 def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', stage1:Stage1|None=None, *,
                  tasks:TaskSplit|None=None, probe:bool=False, autocast=contextlib.nullcontext,
@@ -774,7 +796,7 @@ def bilevel_step(method, x, augment, generator, settings:TC2Settings|str='TC2', 
     # Outer passes at θ: the support views with a live graph; -bilevel (no inner step) also the query views
     zs = runner.support(method, sup_v, autocast)
     zq = None if inner else _embed_each(method, qry_v, autocast)
-    terms, calibrate = {}, (lambda z: z)
+    terms, calibrate = {}, no_calibration
     if calibrated:
         zq_s1 = runner.query_at_theta(method, qry_v, autocast) if inner else zq
         # Eq. 4–5, stage 1: f_v, f_w take a support step (f') and a query step on the detached z

@@ -111,6 +111,11 @@ class Calibrator(nn.Module):
             self.register_buffer('frame', torch.linalg.qr(torch.randn(d, n_f))[0])   # V0: a fixed orthonormal frame
             for net in (self.f_v.net, self.f_w.net): nn.init.zeros_(net[-1].weight); nn.init.zeros_(net[-1].bias)
 
+    @property
+    def rowwise(self) -> bool:
+        "Whether each row's ẑ depends on that row alone (not `restore_norm='batch'`): then K tasks' rows calibrate in one call."
+        return self.restore_norm != 'batch'
+
     def _check(self, z):
         if z.shape[-1] != self.d: raise ConfigError(f"Calibrator(d={self.d}) got z with last dim {z.shape[-1]}; calibration acts on the last dim")
 
@@ -119,14 +124,19 @@ class Calibrator(nn.Module):
         self._check(z)
         return F.normalize(z, dim=-1) if self.normalize else z
 
-    def factors(self, z_all:torch.Tensor) -> torch.Tensor:
-        "V = f_v(S) (d, n_f), S the statistics of all views of the batch (detached); `residual`: V0 + f_v(S)."
-        V = self.f_v(batch_stats(self.prep(z_all.detach()), self.mean_cov))
+    def row_stats(self, z_all:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "(n(z_all), S) of the detached rows `z_all`: what `factors`, `weights` and `tc2_loss` read of them, once for many uses."
+        zn = self.prep(z_all.detach())
+        return zn, batch_stats(zn, self.mean_cov)
+
+    def factors(self, z_all:torch.Tensor|None=None, S:torch.Tensor|None=None) -> torch.Tensor:
+        "V = f_v(S) (d, n_f), S the statistics of all views of the batch (detached; given: `row_stats`'); `residual`: V0 + f_v(S)."
+        V = self.f_v(batch_stats(self.prep(z_all.detach()), self.mean_cov) if S is None else S)
         return V + self.frame if self.residual else V
 
-    def weights(self, z:torch.Tensor) -> torch.Tensor:
-        "w = f_w(n(z)) (..., n_f); `residual`: n(z) V0 + f_w(n(z))."
-        zn = self.prep(z)
+    def weights(self, z:torch.Tensor, zn:torch.Tensor|None=None) -> torch.Tensor:
+        "w = f_w(n(z)) (..., n_f), `zn`: n(z) when known; `residual`: n(z) V0 + f_w(n(z))."
+        zn = self.prep(z) if zn is None else zn
         return self.f_w(zn) + zn @ self.frame.to(zn.dtype) if self.residual else self.f_w(zn)
 
     def calibrate(self, z:torch.Tensor, V:torch.Tensor, w:torch.Tensor|None=None) -> torch.Tensor:
@@ -140,12 +150,13 @@ class Calibrator(nn.Module):
         return zh * z.norm(dim=-1, keepdim=True) if self.restore_norm else zh
 
     def tc2_loss(self, z_all:torch.Tensor, V:torch.Tensor, w:torch.Tensor|None=None, z:torch.Tensor|None=None,
-                 return_terms:bool=False, detach_z:bool=True):
-        "L_tc2 = L_v (all views `z_all`) + λ_s L_w (samples `z`, default `z_all`); terms off by `use_lv`/`use_lw`."
+                 return_terms:bool=False, detach_z:bool=True, zn_all:torch.Tensor|None=None):
+        """L_tc2 = L_v (all views `z_all`) + λ_s L_w (samples `z`, default `z_all`); terms off by `use_lv`/`use_lw`.
+        `zn_all`: n(z_all) when known (`row_stats`)."""
         if detach_z: z_all = z_all.detach()
         zs = z_all if z is None else (z.detach() if detach_z else z)
         zero = V.new_zeros(())
-        zn_all = self.prep(z_all) if self.use_lv or (self.use_lw and z is None) else None   # n(z_all) once, for L_v and L_w
+        if zn_all is None and (self.use_lv or (self.use_lw and z is None)): zn_all = self.prep(z_all)   # once, for L_v and L_w
         lv, tv = factor_loss(V, zn_all, self.reduction, return_terms=True) if self.use_lv else (zero, {})
         if self.use_lw:
             if w is None: w = self.weights(zs)
