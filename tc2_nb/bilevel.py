@@ -5,7 +5,7 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, dataclasses, inspect, itertools, math, warnings, weakref
+import contextlib, dataclasses, inspect, itertools, warnings, weakref
 from dataclasses import dataclass
 from typing import Callable
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from .core import ConfigError, check_choice
-from .tasks import TaskSplit, split_tasks, select_views
+from .tasks import TaskSplit, split_tasks, select_views, all_task_views
 from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
 from .distributed import average_gradients, global_loss, globalise_caches
 from .grouped import NotGroupable, grouped_embed, grouped_leaves
@@ -22,8 +22,8 @@ from .grouped import NotGroupable, grouped_embed, grouped_leaves
 __all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats', 'plain_step',
            'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1', 'stage2', 'NotBatchable',
            'BatchedWriteError', 'stack_tasks', 'guarded', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
-           'stacked_params', 'batch_stats_only', 'commit_running_stats', 'vmap_blocker', 'embed_tasks',
-           'support_batched', 'query_at_theta_batched', 'stage2_batched', 'TaskRunner', 'task_runner',
+           'stacked_params', 'batch_stats_only', 'commit_running_stats', 'layers_that_ran', 'vmap_blocker',
+           'embed_tasks', 'support_batched', 'query_at_theta_batched', 'stage2_batched', 'TaskRunner', 'task_runner',
            'shard_task_split', 'shard_tasks', 'make_calibrate', 'no_calibration', 'calibrates_rows', 'TC2Settings',
            'rank_task_split', 'frozen', 'make_tasks', 'batch_factors', 'bilevel_step']
 
@@ -444,35 +444,50 @@ def batch_stats_only(method) -> dict:
     return {(f"{n}.{b}" if n else b): None for n, m in _norm_modules(method) if m.training
             for b, t in m.named_buffers(recurse=False) if t is not None}
 
+def _on_device(cache:dict, key:tuple, make:Callable) -> torch.Tensor:
+    "`make()` (a small constant made on the host), kept in `cache` (the runner's) so that a step copies nothing to the device."
+    if key not in cache: cache[key] = make()
+    return cache[key]
+
 @torch.no_grad()
-def commit_running_stats(method, stacked:dict):
+def commit_running_stats(method, stacked:dict, cache:dict|None=None) -> tuple[list, torch.Tensor|None]:
     """Write into `method`'s buffers the running statistics that K *sequential* passes would leave, from the K
     per-task copies each updated from the same start `r0` by `c_k` passes. Each pass maps r to
     (1 − momentum)·r + momentum·batch statistic, so with `a_k = (1 − momentum)^c_k` and `D_k = R_k − r0`:
     `D_k = (r_k − r0) + a_k D_{k−1}`, i.e. `R_K = r0 + Σ_k w_k (r_k − r0)` with `w_k = Π_{j>k} a_j` (exact; one
-    weighted sum for all buffers of a dtype, and the pass counts of all layers read from the device at once).
-    `stacked`: from `stacked_buffer_copies`. Returns the names of the layers that ran; layers without copies in
-    `stacked` are skipped. The module's own buffers must still hold the values copied (`over_tasks(module=…)` checks)."""
+    weighted sum for all buffers of a dtype). The counts and weights stay on the device: nothing is read back, so a
+    GPU's queue never waits on the host. `stacked`: from `stacked_buffer_copies`; `cache`: where the layers' constants
+    are kept (the runner's). Returns the layers with copies and their pass counts (layers, K) (`layers_that_ran`);
+    layers without copies in `stacked` are skipped. The module's own buffers must still hold the values copied
+    (`over_tasks(module=…)` checks)."""
     pre = lambda n: f"{n}." if n else ''
     mods = [(n, m) for n, m in _norm_modules(method) if pre(n) + 'num_batches_tracked' in stacked]
-    if not mods: return []
-    counts = (torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods])
-              - torch.stack([m.num_batches_tracked for _, m in mods])[:, None]).tolist()
-    weights = {}                                                      # buffer name -> w_k of its layer, k = 1..K
-    for (mname, mod), c in zip(mods, counts):
-        if any(c) and mod.momentum is None: raise NotBatchable(f"{mname}: BatchNorm with momentum=None (cumulative average)")
-        a = [(1 - (mod.momentum or 0)) ** ck for ck in c]
-        for b in ('running_mean', 'running_var'): weights[pre(mname) + b] = [math.prod(a[k + 1:]) for k in range(len(c))]
+    if not mods: return [], None
+    if blocked := next((n for n, m in mods if m.momentum is None), None):
+        raise NotBatchable(f"{blocked}: BatchNorm with momentum=None (cumulative average)")
+    cache = {} if cache is None else cache
+    nbt = [m.num_batches_tracked for _, m in mods]
+    counts = torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods]) - torch.stack(nbt)[:, None]
+    keep = _on_device(cache, ('keep', tuple(m.momentum for _, m in mods), str(counts.device)),
+                      lambda: torch.tensor([[1 - m.momentum] for _, m in mods], dtype=torch.float64).to(counts.device))
+    total = counts.sum(1)
+    w = keep ** (total[:, None] - counts.cumsum(1)).double()              # w_k = Π_{j>k} (1 − μ)^{c_j}, layers × K
+    layer = {pre(n) + b: i for i, (n, _) in enumerate(mods) for b in ('running_mean', 'running_var')}
     bufs = dict(method.named_buffers())
     for flat, ns, sizes, base, from_blocks, col in stacked.groups:
         if not flat.is_floating_point(): continue
         K = flat.numel() // base.numel()
-        w = torch.tensor([weights[n] for n in ns], dtype=flat.dtype).to(flat.device, non_blocking=True)   # (buffers, K)
-        delta = ((flat[from_blocks].view(K, -1) - base) * w.T[:, col]).sum(0)   # Σ_k w_k (r_k − r0), every buffer
+        layer_of_col = _on_device(cache, ('layer', tuple(ns), str(col.device)),
+                                  lambda: torch.tensor([layer[n] for n in ns])[col.cpu()].to(col.device))
+        delta = ((flat[from_blocks].view(K, -1) - base) * w.to(flat.dtype).T[:, layer_of_col]).sum(0)   # Σ_k w_k (r_k − r0)
         torch._foreach_add_([bufs[n] for n in ns], [d.view(bufs[n].shape) for n, d in zip(ns, delta.split(sizes))])
-    ran = [(n, m, sum(c)) for (n, m), c in zip(mods, counts) if any(c)]
-    if ran: torch._foreach_add_([m.num_batches_tracked for _, m, _ in ran], [s for _, _, s in ran])
-    return [n for n, _, _ in ran]                                     # the layers that ran
+    torch._foreach_add_(nbt, list(total.unbind(0)))
+    return [n for n, _ in mods], counts
+
+def layers_that_ran(committed:tuple) -> list[str]:
+    "The layers whose pass counts (from `commit_running_stats`) are not all zero: a host read, for a first step only."
+    names, counts = committed
+    return [] if counts is None else [n for n, c in zip(names, counts.tolist()) if any(c)]
 
 def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
     "Why the batched stage 2 cannot run this step (None: it can)."
@@ -511,7 +526,7 @@ def support_batched(method, sup_v:list, autocast=contextlib.nullcontext, runner=
     per_task = stacked_params(named, K)
     bufs = stacked_buffer_copies(method, K, cache=runner.block_index)
     with autocast(): zs = embed_tasks(method, per_task, dict(bufs), sup_v, runner)
-    commit_running_stats(method, bufs)
+    commit_running_stats(method, bufs, runner.block_index)
     return zs, per_task
 
 def query_at_theta_batched(method, q_views:list, autocast=contextlib.nullcontext, runner=None, theta:dict|None=None) -> torch.Tensor:
@@ -544,8 +559,8 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         bufs = stacked_buffer_copies(method, K, runner.loss_norm_layers, runner.block_index)
         with autocast(): zs_hat = calibrate(zs) if pre else zs
         ls = over_tasks(support_loss, per_task, dict(bufs), zs_hat, ts_b, module=method, checked=runner.checked)   # (K,): L^s_k at θ
-        ran = commit_running_stats(method, bufs)
-        if runner.loss_norm_layers is None: runner.loss_norm_layers = ran
+        committed = commit_running_stats(method, bufs, runner.block_index)
+        if runner.loss_norm_layers is None: runner.loss_norm_layers = layers_that_ran(committed)
     except Exception as e:                                                         # nothing changed yet: the loop
         runner.fall_back(method, _why(e))
         return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
@@ -747,13 +762,8 @@ def rank_task_split(n_local:int, settings:TC2Settings, shards:int=1, rank:int|No
     return split if rank is None else shard_tasks(split, rank, shards)
 
 def _task_views(views, t, split:TaskSplit) -> tuple[list, list, list, list]:
-    "Per task: support views, query views, and the targets of each."
-    sup_v, qry_v, ts, tq = [], [], [], []
-    for k in range(split.n_tasks):
-        img, si = split.index(k, 'support'); _, qi = split.index(k, 'query')
-        sup_v.append(select_views(views, img, si)); qry_v.append(select_views(views, img, qi))
-        ts.append(select_views(t, img, si)); tq.append(select_views(t, img, qi))
-    return sup_v, qry_v, ts, tq
+    "Per task: support views, query views, and the targets of each (`all_task_views`: one index per part for all K tasks)."
+    return tuple(all_task_views(x, split, part) for x, part in ((views, 'support'), (views, 'query'), (t, 'support'), (t, 'query')))
 
 @contextlib.contextmanager
 def frozen(module:nn.Module|None):

@@ -9,7 +9,7 @@ import torch
 from .core import ConfigError, check_range
 
 # %% auto #0
-__all__ = ['TaskSplit', 'check_task_args', 'split_tasks', 'select_views', 'task_views', 'random_masks']
+__all__ = ['TaskSplit', 'check_task_args', 'split_tasks', 'select_views', 'task_views', 'all_task_views', 'random_masks']
 
 # %% ../nbs/03_tasks.ipynb #0f126f5d
 @dataclass
@@ -85,6 +85,22 @@ def select_views(views, image_idx:torch.Tensor, view_idx:torch.Tensor):
 def task_views(views, split:TaskSplit, k:int, part:str='support'):
     "Task `k`'s `part` ('support' or 'query') of `views`: shape (N/K, m' or m-m', ...)."
     return select_views(views, *split.index(k, part))
+
+def all_task_views(views, split:TaskSplit, part:str='support') -> list:
+    """`task_views` of every task, k = 0 … K−1. A tensor is indexed once for all K tasks and unbound into K views of the
+    result (a few ops, not a few per task); tuples, lists and dicts element by element; an object with `.select` once per task."""
+    K = split.n_tasks
+    if views is None: return [None] * K
+    if isinstance(views, torch.Tensor):
+        img = split.images.to(views.device)
+        return list(views[img[..., None], getattr(split, part).to(views.device)[img]].unbind(0))
+    if isinstance(views, (tuple, list)):
+        cols = [all_task_views(v, split, part) for v in views]
+        return [type(views)(c[k] for c in cols) for k in range(K)]
+    if isinstance(views, dict):
+        cols = {key: all_task_views(v, split, part) for key, v in views.items()}
+        return [{key: c[k] for key, c in cols.items()} for k in range(K)]
+    return [task_views(views, split, k, part) for k in range(K)]
 
 # %% ../nbs/03_tasks.ipynb #475a4b2f
 def random_masks(n_images:int, n_views:int, n_patches:int, mask_ratio:float,

@@ -223,3 +223,27 @@ def test_trainer_runs_batched(method):
     loss = {b: list(r.log.loss) for b, r in runs.items()}
     assert runs['vmap'].steps == 2 and all(math.isfinite(v) for v in loss['vmap'])
     assert abs(loss['vmap'][0] - loss['loop'][0]) <= RTOL * abs(loss['loop'][0]), loss
+
+
+HOST_READS = ('tolist', 'item', '__bool__', '__float__', '__int__', '__index__')
+
+@pytest.mark.parametrize('method', sorted(set(METHODS) - FALLS_BACK))
+def test_batched_step_reads_nothing_back(method, monkeypatch):
+    """A batched TC² step after the first (which decides, once, what the runner caches) reads no tensor's value on the
+    host: on a GPU each such read is a synchronisation that stalls the queue. The CPU catches them by wrapping every
+    tensor method that reads a value; the augmentation takes its sync-free path, as on CUDA."""
+    cfg, m, aug, x, cal = _setup(method, 'TC2')
+    aug.sync_free = True
+    s1 = Stage1(cal, cfg.alphas, mode=cfg.stage1, query_loss=cfg.query_loss)
+    g, s = torch.Generator().manual_seed(2), TC2Settings.from_config(cfg)
+    runner = task_runner(m, 'vmap')
+    bilevel_step(m, x, aug, g, s, s1, runner=runner, task_batching='vmap')
+    assert runner.batched and runner.failed is None
+    reads = []
+    for name in HOST_READS:
+        def trap(self, *a, _name=name, _orig=getattr(torch.Tensor, name), **k):
+            reads.append(_name); return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, trap)
+    bilevel_step(m, x, aug, g, s, s1, runner=runner, task_batching='vmap')
+    monkeypatch.undo()
+    assert reads == [], f"{method}: host reads in a batched step: {reads}"
