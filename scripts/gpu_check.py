@@ -12,7 +12,8 @@ Sections (each one's failure is recorded and the others go on; a section that wo
   and channels_last, through `scripts/bench_step.py`.
 - `augment`: views/s of the batched GPU augmentation (SimCLR and BYOL CIFAR recipes, 32 px, batch 256, m=2).
 - `sync`: host synchronisations inside one training step, counted by `torch.cuda.set_sync_debug_mode('warn')`
-  (the step itself, without the logging that asks for `.item()`), with the file and line of each.
+  (the step itself, without the logging that asks for `.item()`), with the file and line of each; `+TC²` with the
+  loop and batched (`task_batching='vmap'`, SimCLR and BYOL, whose predictor's BatchNorm runs in the batched loss).
 - `bf16`: the outer gradient of one `base` and one `+TC²` step under bf16 autocast against float32 with TF32 off
   (cosine, relative error; a second float32 run is the floor).
 - `vmap`: K tasks' query passes at their own fast weights as a loop of `functional_call`s against one `torch.func.vmap`.
@@ -126,7 +127,8 @@ def sec_augment(out):
 def sec_sync(out):
     from bench_step import build
     res = {}
-    for name, variant, mth in (('simclr base', 'base', 'simclr'), ('simclr TC2', 'TC2', 'simclr'), ('moco base', 'base', 'moco')):
+    for name, variant, mth in (('simclr base', 'base', 'simclr'), ('simclr TC2', 'TC2', 'simclr'), ('moco base', 'base', 'moco'),
+                               ('simclr TC2 batched', 'TC2-vmap', 'simclr'), ('byol TC2 batched', 'TC2-vmap', 'byol')):
         cfg, method, augment, x, stage1, opt, sched = build(variant, step_args(method=mth), torch.device(DEV))
         for _ in range(2): run_step(variant, method, x, augment, stage1, cfg, BF16); opt.step()
         sync()

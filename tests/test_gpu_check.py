@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_dry_runs_batched_and_epoch(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'gpu_check.py'), '--dry', '--only', 'batched', 'epoch',
+    r = subprocess.run([sys.executable, str(ROOT/'scripts'/'gpu_check.py'), '--dry', '--only', 'batched', 'epoch', 'sync',
                         '--out', str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'gpu_check.json').read_text())
@@ -18,6 +18,7 @@ def test_gpu_check_dry_runs_batched_and_epoch(tmp_path):
     assert all(v > 0 for v in res['batched']['ms'].values())
     assert {'base', 'TC2', 'TC2-vmap'} <= set(res['epoch']) and res['epoch']['TC2-vmap']['steps'] == 4
     assert '| TC2-vmap |' in (tmp_path/'gpu_check.md').read_text()
+    assert {'simclr TC2', 'simclr TC2 batched', 'byol TC2 batched'} <= set(res['sync']) and 'error' not in res['sync']
 
 
 def bench_step(mode:str) -> str:
