@@ -155,7 +155,7 @@ class Calibrator(nn.Module):
         `zn_all`: n(z_all) when known (`row_stats`)."""
         if detach_z: z_all = z_all.detach()
         zs = z_all if z is None else (z.detach() if detach_z else z)
-        zero = V.new_zeros(())
+        zero = None if self.use_lv and self.use_lw else V.new_zeros(())    # an ablated term's value
         if zn_all is None and (self.use_lv or (self.use_lw and z is None)): zn_all = self.prep(z_all)   # once, for L_v and L_w
         lv, tv = factor_loss(V, zn_all, self.reduction, return_terms=True) if self.use_lv else (zero, {})
         if self.use_lw:
