@@ -10,45 +10,22 @@ from dataclasses import dataclass
 from typing import Callable
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views, all_task_views
 from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
 from .distributed import average_gradients, global_loss, globalise_caches
 from .grouped import NotGroupable, grouped_embed, grouped_leaves
+from .task_batching import (call_with, norm_buffer_names, norm_buffer_copies, _why,
+                                  stack_tasks, _unstack, guarded, over_tasks, stacked_buffer_copies, stacked_params,
+                                  batch_stats_only, commit_running_stats, layers_that_ran, vmap_blocker)
 
 # %% auto #0
-__all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'sse_loss', 'set_loss', 'conflict_stats', 'plain_step',
-           'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1', 'stage2', 'NotBatchable',
-           'BatchedWriteError', 'stack_tasks', 'guarded', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
-           'stacked_params', 'batch_stats_only', 'commit_running_stats', 'layers_that_ran', 'vmap_blocker',
-           'embed_tasks', 'support_batched', 'query_at_theta_batched', 'stage2_batched', 'TaskRunner', 'task_runner',
-           'shard_task_split', 'shard_tasks', 'make_calibrate', 'no_calibration', 'calibrates_rows', 'TC2Settings',
-           'rank_task_split', 'frozen', 'make_tasks', 'batch_factors', 'bilevel_step']
-
-# %% ../nbs/08c_bilevel.ipynb #59fb1fbf
-class _Bound(nn.Module):
-    "Holds a module so that `functional_call` can run any function of it."
-    def __init__(self, module): super().__init__(); self.m = module
-    def forward(self, fn, *args): return fn(self.m, *args)
-
-def call_with(module:nn.Module, state:dict, fn:Callable, *args):
-    "`fn(module, *args)` with `module`'s tensors named in `state` replaced (the rest unchanged)."
-    return functional_call(_Bound(module), {f'm.{k}': v for k, v in state.items()}, (fn, *args))
-
-def norm_buffer_names(module:nn.Module) -> list[str]:
-    "Names of the running-statistics buffers of every normalisation layer (BatchNorm, InstanceNorm with tracking)."
-    names = []
-    for mname, mod in module.named_modules():
-        if isinstance(mod, nn.modules.batchnorm._NormBase) and mod.track_running_stats:
-            names += [f"{mname}.{b}" if mname else b for b, t in mod.named_buffers(recurse=False) if t is not None]
-    return names
-
-def norm_buffer_copies(module:nn.Module, names:list[str]) -> dict:
-    "Fresh copies of the named buffers: a functional pass may write them, the module's own stay untouched."
-    bufs = dict(module.named_buffers())
-    return {n: bufs[n].clone() for n in names}
+__all__ = ['sse_loss', 'set_loss', 'conflict_stats', 'plain_step', 'shares_weights', 'tc2_terms', 'calibrated_target',
+           'fused_adam_ok', 'Stage1', 'stage2', 'embed_tasks', 'support_batched', 'query_at_theta_batched',
+           'stage2_batched', 'TaskRunner', 'task_runner', 'shard_task_split', 'shard_tasks', 'make_calibrate',
+           'no_calibration', 'calibrates_rows', 'TC2Settings', 'rank_task_split', 'frozen', 'make_tasks',
+           'batch_factors', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #f671b650
 def sse_loss(z:torch.Tensor) -> torch.Tensor:
@@ -296,208 +273,6 @@ def stage2(method, zs:list, ts:list, q_views:list, tq:list, calibrate:Callable, 
     terms = dict(loss_support=torch.stack(ls_all).mean(), loss_query=torch.stack(lq_all).mean())
     terms['loss'] = terms['loss_query'] if inner else terms['loss_support'] + terms['loss_query']
     return terms, (torch.stack(rows) if probe else None)
-
-# %% ../nbs/08c_bilevel.ipynb #25201c1d
-class NotBatchable(Exception):
-    "Raised where the batched stage 2 cannot run a method exactly as the loop does; the step then takes the loop."
-
-class BatchedWriteError(RuntimeError):
-    "A module wrote its own buffers under vmap after its first batched step passed: not undone, so never a fallback."
-
-def _why(e:Exception) -> str:
-    "The reason to fall back to the loop, for the warning; a `BatchedWriteError` goes on up instead."
-    if isinstance(e, BatchedWriteError): raise e
-    return f"{type(e).__name__}: {e}"
-
-def _to_tree(x):
-    "A per-task value as a pytree vmap can map over: tensors and None as they are, an object holding tensors (MoCo's `QueuedKeys`, MAE's views) as (its class, its fields)."
-    if x is None or isinstance(x, torch.Tensor): return x
-    if isinstance(x, (list, tuple)): return type(x)(_to_tree(v) for v in x)
-    if not hasattr(x, '__dict__'): raise NotBatchable(f"cannot stack a {type(x).__name__} over tasks")
-    return {'__class__': type(x), **{k: _to_tree(v) for k, v in vars(x).items()}}
-
-def _from_tree(tree):
-    "Inverse of `_to_tree` (inside vmap: the same object, its tensors one task's slice)."
-    if isinstance(tree, dict) and '__class__' in tree:
-        obj = tree['__class__'].__new__(tree['__class__'])
-        obj.__dict__.update({k: _from_tree(v) for k, v in tree.items() if k != '__class__'})
-        return obj
-    if isinstance(tree, (list, tuple)): return type(tree)(_from_tree(v) for v in tree)
-    return tree
-
-def stack_tasks(xs:list):
-    "K per-task values (views, targets) as one pytree with a leading task dim on every tensor."
-    trees = [_to_tree(x) for x in xs]
-    leaves0, spec = pytree.tree_flatten(trees[0])
-    cols = [pytree.tree_flatten(t)[0] for t in trees]
-    leaves = [torch.stack([c[i] for c in cols]) if isinstance(l, torch.Tensor) else l for i, l in enumerate(leaves0)]
-    if any(not isinstance(l, (torch.Tensor, type(None))) for l in leaves if not isinstance(l, type)):
-        raise NotBatchable("per-task values hold non-tensor fields")
-    return pytree.tree_unflatten(leaves, spec)
-
-def _unstack(stacked, K:int) -> list:
-    "Inverse of `stack_tasks`: the K per-task values (views of the stacked tensors)."
-    leaves, spec = pytree.tree_flatten(stacked)
-    cols = [l.unbind(0) if isinstance(l, torch.Tensor) else [l] * K for l in leaves]
-    return [_from_tree(pytree.tree_unflatten([c[k] for c in cols], spec)) for k in range(K)]
-
-def _in_dims(tree):
-    "0 for every tensor of a stacked pytree, None for the rest (classes, None)."
-    return pytree.tree_map(lambda l: 0 if isinstance(l, torch.Tensor) else None, tree)
-
-def _buffer_state(module) -> dict:
-    "Each buffer of `module` by name: (the tensor, its in-place version counter); reading it dispatches no op."
-    return {n: (b, b._version) for n, b in module.named_buffers()}
-
-def _restore_buffers(module, before:dict, snapshot:dict|None) -> list[str]:
-    "Names of the buffers written since `before`; puts back the tensors and, with `snapshot`, their values."
-    changed = [n for n, b in module.named_buffers() if n not in before or before[n][0] is not b or before[n][1] != b._version]
-    if changed and snapshot is not None:
-        with torch.no_grad():
-            for n in changed:
-                mname, _, bname = n.rpartition('.')
-                sub = module.get_submodule(mname) if mname else module
-                if n in before: sub._buffers[bname] = before[n][0]
-                if n in snapshot: sub._buffers[bname].copy_(snapshot[n])
-    return changed
-
-def guarded(module:nn.Module, checked:bool, run:Callable):
-    """`run()`, a batched pass of all K tasks. A buffer of `module` (other than the per-task copies passed in) written
-    in it would be written once, not once per task as the loop does (MoCo-like queues, counters), so it raises
-    `NotBatchable`. Until a whole batched step has passed (`checked`, the runner's record) the buffers are snapshot and
-    put back before raising (then the loop gives its exact numbers); once `checked`, only the version counters are
-    compared and, should a write happen then, a `BatchedWriteError` stops the run (the write cannot be undone)."""
-    before = _buffer_state(module)
-    snapshot = None if checked else {n: b.clone() for n, (b, _) in before.items()}
-    try: out = run()
-    except Exception:
-        _restore_buffers(module, before, snapshot); raise
-    if changed := _restore_buffers(module, before, snapshot):
-        if checked: raise BatchedWriteError(f"task_batching='vmap': {type(module).__name__} wrote buffers {changed} in a batched "
-                                       "pass after its first step passed; this step's numbers are wrong: use task_batching='loop'")
-        raise NotBatchable(f"writes buffers {changed} in place")
-    return out
-
-def over_tasks(fn:Callable, *stacked, module:nn.Module|None=None, checked:bool=False):
-    "`fn(*one task's args)` for every task at once: `torch.func.vmap` over the leading task dim of `stacked`; with `module`, `guarded`."
-    out_tree = {}
-    def one(*args):                                 # vmap returns tensors only: an object's other fields ride outside
-        leaves, out_tree['spec'] = pytree.tree_flatten(_to_tree(fn(*[_from_tree(a) for a in args])))
-        out_tree['rest'] = [None if isinstance(l, torch.Tensor) else l for l in leaves]
-        return tuple(l for l in leaves if isinstance(l, torch.Tensor))
-    def vmapped(*stacked):
-        outs = iter(torch.func.vmap(one, in_dims=tuple(_in_dims(a) for a in stacked), randomness='error')(*stacked))
-        return pytree.tree_unflatten([next(outs) if l is None else l for l in out_tree['rest']], out_tree['spec'])
-    return vmapped(*stacked) if module is None else guarded(module, checked, lambda: vmapped(*stacked))
-
-def _norm_modules(method) -> list:
-    return [(n, m) for n, m in method.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
-
-class StackedBuffers(dict):
-    """Per-task copies of buffers by name, each (K, *shape) and contiguous (a vmapped BatchNorm writes its running
-    statistics only into a contiguous batched buffer), all copies of one dtype blocks of one flat tensor:
-    `groups` [(flat, names, sizes, base, from_blocks, column_buffer)], `base` the values copied (all buffers of the
-    group, flat)."""
-
-def _block_index(K:int, sizes:list, device, cache:dict|None=None) -> tuple:
-    """Index tensors (kept in `cache`, the runner's, when given) for buffers of `sizes` laid end to end (`base`, (total,)): `to_blocks`
-    gives the copies (K·total,), buffer b's as a (K, size_b) block; `from_blocks` reads them back as (K, total);
-    `column_buffer` (total,) is each column's buffer."""
-    cache = {} if cache is None else cache
-    key = (K, tuple(sizes), str(device))
-    if key not in cache:
-        offs = [0, *itertools.accumulate(sizes)]
-        to = torch.cat([torch.arange(o, o + k).repeat(K) for o, k in zip(offs, sizes)])
-        frm = torch.cat([offs[b] * K + torch.arange(K)[:, None] * k + torch.arange(k)[None] for b, k in enumerate(sizes)], 1)
-        col = torch.cat([torch.full((k,), b) for b, k in enumerate(sizes)])
-        cache[key] = to.to(device), frm.reshape(-1).to(device), col.to(device)
-    return cache[key]
-
-def stacked_buffer_copies(method, K:int, layers:list[str]|None=None, cache:dict|None=None) -> StackedBuffers:
-    """K copies of every running-statistics buffer (of the normalisation `layers` named, default all), stacked (task
-    dim first): each task's pass writes its own. Two ops per dtype (a cat and an index), whatever the layer count."""
-    bufs = dict(method.named_buffers())
-    names = [n for n in norm_buffer_names(method) if layers is None or n.rpartition('.')[0] in layers]
-    by_kind = {}
-    for n in names: by_kind.setdefault((bufs[n].dtype, bufs[n].device), []).append(n)
-    out = StackedBuffers(); out.groups = []
-    for ns in by_kind.values():
-        sizes = [bufs[n].numel() for n in ns]
-        base = torch.cat([bufs[n].reshape(-1) for n in ns])
-        to_blocks, from_blocks, column_buffer = _block_index(K, sizes, base.device, cache)
-        flat = base[to_blocks]
-        for n, block in zip(ns, flat.split([K * k for k in sizes])): out[n] = block.view(K, *bufs[n].shape)
-        out.groups.append((flat, ns, sizes, base, from_blocks, column_buffer))
-    return out
-
-def stacked_params(named:list, K:int) -> dict:
-    """θ as K task rows (name → (K, *shape)), each made contiguous once per step, so that the grouped passes read
-    them as K·out weights without a copy each; gradients flow back to θ, and row k of one is task k's. (One tensor
-    for all of them would give a parameter the loss never reads a zero gradient instead of None.) A `repeat`, one op
-    each way, where `expand(…).contiguous()` dispatches two forward and two backward; the same values and gradients."""
-    return {n: p.repeat(K, *[1] * p.dim()) for n, p in named}
-
-def batch_stats_only(method) -> dict:
-    """Running-statistics buffers of every normalisation layer in training mode set to None: a pass normalises with
-    its batch statistics (as with throw-away copies) and writes nothing, with no copies made; eval-mode layers keep
-    theirs (they read them)."""
-    return {(f"{n}.{b}" if n else b): None for n, m in _norm_modules(method) if m.training
-            for b, t in m.named_buffers(recurse=False) if t is not None}
-
-def _on_device(cache:dict, key:tuple, make:Callable) -> torch.Tensor:
-    "`make()` (a small constant made on the host), kept in `cache` (the runner's) so that a step copies nothing to the device."
-    if key not in cache: cache[key] = make()
-    return cache[key]
-
-@torch.no_grad()
-def commit_running_stats(method, stacked:dict, cache:dict|None=None) -> tuple[list, torch.Tensor|None]:
-    """Write into `method`'s buffers the running statistics that K *sequential* passes would leave, from the K
-    per-task copies each updated from the same start `r0` by `c_k` passes. Each pass maps r to
-    (1 − momentum)·r + momentum·batch statistic, so with `a_k = (1 − momentum)^c_k` and `D_k = R_k − r0`:
-    `D_k = (r_k − r0) + a_k D_{k−1}`, i.e. `R_K = r0 + Σ_k w_k (r_k − r0)` with `w_k = Π_{j>k} a_j` (exact; one
-    weighted sum for all buffers of a dtype). The counts and weights stay on the device: nothing is read back, so a
-    GPU's queue never waits on the host. `stacked`: from `stacked_buffer_copies`; `cache`: where the layers' constants
-    are kept (the runner's). Returns the layers with copies and their pass counts (layers, K) (`layers_that_ran`);
-    layers without copies in `stacked` are skipped. The module's own buffers must still hold the values copied
-    (`over_tasks(module=…)` checks)."""
-    pre = lambda n: f"{n}." if n else ''
-    mods = [(n, m) for n, m in _norm_modules(method) if pre(n) + 'num_batches_tracked' in stacked]
-    if not mods: return [], None
-    if blocked := next((n for n, m in mods if m.momentum is None), None):
-        raise NotBatchable(f"{blocked}: BatchNorm with momentum=None (cumulative average)")
-    cache = {} if cache is None else cache
-    nbt = [m.num_batches_tracked for _, m in mods]
-    counts = torch.stack([stacked[pre(n) + 'num_batches_tracked'] for n, _ in mods]) - torch.stack(nbt)[:, None]
-    keep = _on_device(cache, ('keep', tuple(m.momentum for _, m in mods), str(counts.device)),
-                      lambda: torch.tensor([[1 - m.momentum] for _, m in mods], dtype=torch.float64).to(counts.device))
-    total = counts.sum(1)
-    w = keep ** (total[:, None] - counts.cumsum(1)).double()              # w_k = Π_{j>k} (1 − μ)^{c_j}, layers × K
-    layer = {pre(n) + b: i for i, (n, _) in enumerate(mods) for b in ('running_mean', 'running_var')}
-    bufs = dict(method.named_buffers())
-    for flat, ns, sizes, base, from_blocks, col in stacked.groups:
-        if not flat.is_floating_point(): continue
-        K = flat.numel() // base.numel()
-        layer_of_col = _on_device(cache, ('layer', tuple(ns), str(col.device)),
-                                  lambda: torch.tensor([layer[n] for n in ns])[col.cpu()].to(col.device))
-        delta = ((flat[from_blocks].view(K, -1) - base) * w.to(flat.dtype).T[:, layer_of_col]).sum(0)   # Σ_k w_k (r_k − r0)
-        torch._foreach_add_([bufs[n] for n in ns], [d.view(bufs[n].shape) for n, d in zip(ns, delta.split(sizes))])
-    torch._foreach_add_(nbt, list(total.unbind(0)))
-    return [n for n, _ in mods], counts
-
-def layers_that_ran(committed:tuple) -> list[str]:
-    "The layers whose pass counts (from `commit_running_stats`) are not all zero: a host read, for a first step only."
-    names, counts = committed
-    return [] if counts is None else [n for n, c in zip(names, counts.tolist()) if any(c)]
-
-def vmap_blocker(method, second_order:bool=False, inner:bool=True) -> str|None:
-    "Why the batched stage 2 cannot run this step (None: it can)."
-    if second_order: return "second_order=True keeps the per-task loop"
-    if not inner: return "variant '-bilevel' has no inner step and keeps the per-task loop"
-    if not getattr(method, 'vmap_safe', True): return f"{type(method).__name__} declares vmap_safe=False"
-    for n, m in _norm_modules(method):
-        if m.momentum is None: return f"BatchNorm {n} has momentum=None"
-    return None
-
 
 # %% ../nbs/08c_bilevel.ipynb #cc24c9f4
 def _embed(m, v): return m.embed(v)

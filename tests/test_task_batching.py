@@ -4,7 +4,8 @@ method of METHODS x the inner-step variants, one bilevel_step from identical sta
 once and still give the loop's numbers. Second order keeps the loop."""
 import copy, math, os, warnings
 import pytest, torch
-from tc2_nb.bilevel import BatchedWriteError, Stage1, TC2Settings, bilevel_step, norm_buffer_names, task_runner
+from tc2_nb.bilevel import Stage1, TC2Settings, bilevel_step, norm_buffer_names, task_runner
+from tc2_nb.task_batching import BatchedWriteError
 from tc2_nb.core import ConfigError
 from tc2_nb.methods import METHODS
 from tc2_nb.train_config import TrainConfig, uses_inner_step, VARIANTS
