@@ -1,4 +1,4 @@
-"""The tiny method the training-step and trainer notebooks test with (08c, 08d): a test fixture, kept beside the
+"""The tiny method the training-step and trainer notebooks test with (08bc, 08bd, 08c, 08d): a test fixture, kept beside the
 notebooks and out of the library."""
 import torch
 from torch import nn

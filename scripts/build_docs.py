@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT/'_docs_src'                       # beside nbs/: the notebooks' relative paths (../results) still hold
 EXECUTED = ('01_data', '07_calibration', '10_theorem1', '17_cpu_study', '19_verdict_study')   # their figures are the point
 MODULES = ['core', 'data', 'views', 'tasks', 'backbones', 'losses', 'methods', 'calibration', 'train_config', 'optim',
-           'task_batching', 'bilevel', 'trainer', 'monitor', 'sinks', 'evaluate', 'theorem1', 'experiment', 'distributed', 'sweep',
+           'task_batching', 'stage1', 'bilevel', 'trainer', 'monitor', 'sinks', 'evaluate', 'theorem1', 'experiment', 'distributed', 'sweep',
            'launch', 'export', 'cli', 'demo']
 DIRECTIVE = re.compile(r'^\s*#\s*\|')
 

@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parents[1]/'tc2_nb'
 # layer of each module (lower number: lower layer); a module may import its own layer and lower ones. TrainConfig is a
 # leaf (issue 32: plain settings, no import of the layers it configures)
 LAYERS = {'core': 0, 'distributed': 0, 'data': 1, 'views': 2, 'tasks': 3, 'backbones': 1, 'features': 3, 'losses': 1, 'methods': 2,
-          'calibration': 3, 'train_config': 0, 'preflight': 4, 'optim': 4, 'grouped': 4, 'task_batching': 4, 'bilevel': 5, 'monitor': 5, 'sinks': 5, 'trainer': 6,
+          'calibration': 3, 'train_config': 0, 'preflight': 4, 'optim': 4, 'grouped': 4, 'task_batching': 4, 'stage1': 4, 'bilevel': 5, 'monitor': 5, 'sinks': 5, 'trainer': 6,
           'evaluate': 6, 'theorem1': 6, 'export': 7, 'experiment': 7, 'sweep': 8, 'launch': 8, 'cli': 9, 'demo': 9}
 
 def module_of(path:Path) -> str:

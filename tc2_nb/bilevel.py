@@ -5,7 +5,7 @@ interface only (`make_views`, `target`, `embed`, `loss`, `after_step`), plus the
 
 # %% ../nbs/08c_bilevel.ipynb #d7af09b4
 from __future__ import annotations
-import contextlib, dataclasses, inspect, itertools, warnings, weakref
+import contextlib, dataclasses, warnings, weakref
 from dataclasses import dataclass
 from typing import Callable
 import torch
@@ -14,30 +14,17 @@ from torch.utils import _pytree as pytree
 from .core import ConfigError, check_choice
 from .tasks import TaskSplit, split_tasks, select_views, all_task_views
 from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
-from .distributed import average_gradients, global_loss, globalise_caches
+from .distributed import global_loss, globalise_caches
 from .grouped import NotGroupable, grouped_embed, grouped_leaves
+from .stage1 import Stage1, set_loss, calibrated_target, _dtype
 from .task_batching import (call_with, norm_buffer_names, norm_buffer_copies, _why,
                                   stack_tasks, _unstack, guarded, over_tasks, stacked_buffer_copies, stacked_params,
                                   batch_stats_only, commit_running_stats, layers_that_ran, vmap_blocker)
 
 # %% auto #0
-__all__ = ['sse_loss', 'set_loss', 'conflict_stats', 'plain_step', 'shares_weights', 'tc2_terms', 'calibrated_target',
-           'fused_adam_ok', 'Stage1', 'stage2', 'embed_tasks', 'support_batched', 'query_at_theta_batched',
-           'stage2_batched', 'TaskRunner', 'task_runner', 'shard_task_split', 'shard_tasks', 'make_calibrate',
-           'no_calibration', 'calibrates_rows', 'TC2Settings', 'rank_task_split', 'frozen', 'make_tasks',
-           'batch_factors', 'bilevel_step']
-
-# %% ../nbs/08c_bilevel.ipynb #f671b650
-def sse_loss(z:torch.Tensor) -> torch.Tensor:
-    "Mean over images and view pairs (and any token dims) of `‖z_i − z_j‖²` between views i<j of one image; z (n, v, ..., d)."
-    v = z.shape[1]
-    if v < 2: raise ConfigError(f"query_loss='sse' needs at least 2 query views per image, got {v}")
-    pairs = [((z[:, i] - z[:, j]) ** 2).sum(-1).mean() for i in range(v) for j in range(i + 1, v)]
-    return torch.stack(pairs).mean()
-
-def set_loss(method, z, t, kind:str='ssl') -> torch.Tensor:
-    "The loss on one set of views: the method's (`'ssl'`) or `sse_loss` (`'sse'`)."
-    return method.loss(z, t) if kind == 'ssl' else sse_loss(z)
+__all__ = ['conflict_stats', 'plain_step', 'stage2', 'embed_tasks', 'support_batched', 'query_at_theta_batched', 'stage2_batched',
+           'TaskRunner', 'task_runner', 'shard_task_split', 'shard_tasks', 'make_calibrate', 'no_calibration',
+           'calibrates_rows', 'TC2Settings', 'rank_task_split', 'frozen', 'make_tasks', 'batch_factors', 'bilevel_step']
 
 # %% ../nbs/08c_bilevel.ipynb #6f352bc9
 def conflict_stats(grads:torch.Tensor) -> dict:
@@ -85,160 +72,6 @@ def plain_step(method, x, augment, generator, probe_tasks:int=0, autocast=contex
         grads = torch.stack(rows)
     loss.backward()
     return dict(loss=loss.detach()), grads
-
-# %% ../nbs/08c_bilevel.ipynb #44a67863
-def _dtype(module): return next(module.parameters()).dtype
-
-def _takes(fn, name:str) -> bool: return name in inspect.signature(fn).parameters
-
-def shares_weights(cal) -> bool:
-    "Whether `cal` takes given weights in `calibrate` and `tc2_loss` (`Calibrator` does), so f_w can run once per objective."
-    return hasattr(cal, 'weights') and _takes(cal.calibrate, 'w') and _takes(cal.tc2_loss, 'w')
-
-def tc2_terms(cal, z_all, V, w=None, terms:bool=True, zn_all=None) -> tuple[torch.Tensor, dict]:
-    """`L_tc2` (with f_w's weights `w` of `z_all`'s rows and n(z_all) `zn_all`, when given) and, when `terms` and the
-    calibrator reports them, its detached terms `L_v`, `L_w`."""
-    kw = {k: v for k, v in dict(w=w, zn_all=zn_all).items() if v is not None}
-    if terms and _takes(cal.tc2_loss, 'return_terms'):
-        loss, t = cal.tc2_loss(z_all, V, return_terms=True, **kw)
-        return loss, {k: t[k] for k in ('L_v', 'L_w') if k in t}
-    return cal.tc2_loss(z_all, V, **kw), {}
-
-def calibrated_target(method, t, calibrate:Callable, calibrator=None):
-    """The target `t` as the loss should see it: `method.map_targets(t, calibrate)` (BYOL's target projections,
-    MoCo's keys and queue in the calibrated space), without gradient as the target itself; `t` unchanged when the
-    calibrator's `calibrate_targets` is False or the method has no target in z's space."""
-    if t is None or not getattr(calibrator, 'calibrate_targets', True) or not hasattr(method, 'map_targets'): return t
-    with torch.no_grad(): return method.map_targets(t, calibrate)
-
-def fused_adam_ok(params) -> bool:
-    "Whether torch's fused Adam (one kernel per step for all tensors, not a few per tensor) takes `params`: floating, on CPU or CUDA."
-    return all(p.is_floating_point() and p.device.type in ('cpu', 'cuda') for p in params)
-
-def _f_groups(calibrator:nn.Module) -> tuple[list, list]:
-    "(parameters of f_v and anything else, parameters of f_w)."
-    fw = {id(p) for p in calibrator.f_w.parameters()}
-    ps = [p for p in calibrator.parameters() if p.requires_grad]
-    return [p for p in ps if id(p) not in fw], [p for p in ps if id(p) in fw]
-
-class Stage1:
-    "Trains the calibrator's `f_v`, `f_w` on the detached `z` of one batch (Eq. 4–5)."
-    def __init__(self, calibrator:nn.Module, alphas=(1e-3,)*4, mode:str='sequential', query_loss:str='ssl',
-                 bilevel:bool=True, eps:float=1e-8, beta2:float=0.999, fused:bool|None=None, compiled:bool=False):
-        self.cal, self.alphas, self.mode, self.query_loss, self.bilevel = calibrator, tuple(alphas), mode, query_loss, bilevel
-        if compiled and mode == 'maml': raise ConfigError("compile=True compiles stage 1's objective in stage1='sequential' only")
-        # compiled: each objective (the calibrator's forward, the K task losses, L_tc2) as a few fused kernels, not hundreds of small ops
-        self.objective = torch.compile(self._objective, dynamic=False) if compiled else self._objective
-        fv, fw = _f_groups(calibrator)
-        a1, a2, a3, a4 = self.alphas
-        if fused is None: fused = fused_adam_ok(fv + fw)
-        self.opt_s = torch.optim.Adam([dict(params=fv, lr=a1), dict(params=fw, lr=a2)], fused=fused)
-        self.opt_q = torch.optim.Adam([dict(params=fv, lr=a3), dict(params=fw, lr=a4)], fused=fused)
-        self.eps, self.beta2, self.n_maml = eps, beta2, 0
-        self.rows = None                          # this step's detached rows (support, then query), n(rows), S: until V takes them
-        self.maml_v = [torch.zeros_like(p) for p in fv + fw]   # running second moments of the maml support step
-
-    def take_rows(self) -> tuple:
-        """This step's detached rows `z_all`, n(z_all) and S (both None for a calibrator without `row_stats`), handed
-        over once: V reads them, and they are not held until the next step."""
-        rows, self.rows = self.rows, None
-        return rows
-
-    def state_dict(self) -> dict:
-        return dict(opt_s=self.opt_s.state_dict(), opt_q=self.opt_q.state_dict(), maml_v=self.maml_v, n_maml=self.n_maml)
-    def load_state_dict(self, sd:dict):
-        self.opt_s.load_state_dict(sd['opt_s']); self.opt_q.load_state_dict(sd['opt_q'])
-        self.maml_v = [v.to(p.device) for v, p in zip(sd['maml_v'], self.maml_v)]; self.n_maml = sd['n_maml']
-
-    def _objective(self, cal, method, z_all, zs, ts, kind, bn, batched=False, row0=0, checked=False, terms=True, zn_all=None, S=None):
-        """Mean over tasks of the loss on calibrated `zs`, plus L_tc2; returns (loss, its detached terms).
-        `batched`: `zs` (K, …) and `ts` stacked over tasks, the K task losses in one vmap (`over_tasks`).
-        `zs`'s rows are `z_all`'s from `row0` on, in order: f_w runs once over `z_all`, and those rows of its
-        weights calibrate the tasks while all of them enter L_w (the same values as one f_w pass per use).
-        `terms=False`: no detached L_v, L_w (the query objective's are never logged). `zn_all`, `S`: `cal.row_stats(z_all)`
-        (the same in both objectives), or None."""
-        V = cal.factors(z_all) if S is None else cal.factors(S=S)
-        w_all = None if not shares_weights(cal) else cal.weights(z_all) if zn_all is None else cal.weights(z_all, zn_all)
-        def rows_of(z, start):                                  # f_w's weights of z's rows, shaped as z
-            return None if w_all is None else w_all[start:start + z[..., 0].numel()].reshape(*z.shape[:-1], -1)
-        calib = lambda z: cal.calibrate(z.to(V.dtype), V)       # the targets: their own weights
-        calib_w = lambda z, w: calib(z) if w is None else cal.calibrate(z.to(V.dtype), V, w)
-        loss_of = lambda m, z, t: set_loss(m, z, t, kind)
-        if batched:                                             # a rowwise ẑ: all K tasks' in one call, outside the vmap
-            pre = getattr(cal, 'rowwise', False)
-            zin, win = (calib_w(zs, rows_of(zs, row0)), None) if pre else (zs, rows_of(zs, row0))
-            one = lambda b, z, w, t: call_with(method, b, loss_of, z if pre else calib_w(z, w), calibrated_target(method, t, calib, cal))
-            ssl = over_tasks(lambda z, w, t: one(batch_stats_only(method), z, w, t), zin, win, ts,
-                             module=method, checked=checked).mean()
-        else:
-            starts = list(itertools.accumulate([row0] + [z[..., 0].numel() for z in zs]))
-            ssl = torch.stack([call_with(method, bn(), loss_of, calib_w(z, rows_of(z, s)), calibrated_target(method, t, calib, cal))
-                               for z, t, s in zip(zs, ts, starts)]).mean()
-        tc2, parts = tc2_terms(cal, z_all, V, w_all, terms, zn_all)
-        return ssl + tc2, dict(ssl=ssl.detach(), tc2=tc2.detach(), **parts)
-
-    def _set_grads(self, loss, params):
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for p, g in zip(params, grads): p.grad = g                  # no graph (create_graph=False): no detach to dispatch
-        average_gradients(params)                                   # over ranks (a no-op for one process)
-
-    def step(self, method, zs:list, zq:list, ts:list, tq:list, batched:bool=False, runner=None) -> dict:
-        """One stage-1 update from per-task support `zs` and query `zq` (detached), targets `ts`, `tq`.
-        `batched`: each of them stacked over tasks (`stack_tasks`; zs, zq (K, n, v, d)), the K task losses of each
-        objective in one vmap (the `'maml'` mode keeps the loop); if the first batched objective fails (nothing is
-        written yet), the `runner` (a `TaskRunner`) falls back and the loop runs."""
-        dt = _dtype(self.cal)
-        if batched:
-            zs, zq = zs.detach().to(dt), zq.detach().to(dt)
-            z_all = torch.cat([zs.reshape(-1, zs.shape[-1]), zq.reshape(-1, zq.shape[-1])])   # the loop's row order
-            if self.mode == 'maml': zs, zq, ts, tq = (_unstack(a, zs.shape[0]) for a in (zs, zq, ts, tq))
-        else:
-            z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
-            zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
-        self.rows = (z_all, *(self.cal.row_stats(z_all) if hasattr(self.cal, 'row_stats') else (None, None)))
-        names = norm_buffer_names(method)
-        bn = lambda: norm_buffer_copies(method, names)
-        params = [p for g in self.opt_s.param_groups for p in g['params']]
-        nq0 = sum(z[..., 0].numel() for z in (zs if isinstance(zs, list) else [zs]))   # z_all's first query row
-        checked = runner is not None and runner.checked
-        obj = lambda zs, ts, kind, row0, terms=True: self.objective(self.cal, method, z_all, zs, ts, kind, bn, batched, row0, checked,
-                                                                    terms, *self.rows[1:])
-        first = None
-        if batched and self.mode != 'maml':                        # nothing written yet: a failure takes the loop
-            try: first = obj(zs, ts, 'ssl', 0)
-            except Exception as e:
-                if runner is None: raise
-                runner.fall_back(method, _why(e))
-                K = zs.shape[0]
-                return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
-        if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
-            ls, ts_ = first or obj(zs, ts, 'ssl', 0)
-            lq, _ = obj(zq, tq, self.query_loss, nq0, terms=False)
-            self._set_grads(ls + lq, params); self.opt_s.step()
-        elif self.mode == 'sequential':
-            ls, ts_ = first or obj(zs, ts, 'ssl', 0)
-            self._set_grads(ls, params); self.opt_s.step()           # Eq. 4: f' = f − (α1, α2)·Adam
-            lq, _ = obj(zq, tq, self.query_loss, nq0, terms=False)
-            self._set_grads(lq, params); self.opt_q.step()           # Eq. 5: f ← f' − (α3, α4)·Adam
-        else: ls, lq, ts_ = self._maml_step(method, z_all, zs, zq, ts, tq, bn, params, nq0)
-        return dict(s1_support=ls.detach(), s1_query=lq.detach(), **{k: v for k, v in ts_.items() if k != 'ssl'})
-
-    def _maml_step(self, method, z_all, zs, zq, ts, tq, bn, params, nq0):
-        names = {id(p): n for n, p in self.cal.named_parameters()}
-        lrs = [g['lr'] for g in self.opt_s.param_groups for _ in g['params']]
-        fn = lambda cal, z_all, zs, ts, kind, row0: self._objective(cal, method, z_all, zs, ts, kind, bn, row0=row0)
-        ls, terms = call_with(self.cal, {}, fn, z_all, zs, ts, 'ssl', 0)
-        grads = torch.autograd.grad(ls, params, create_graph=True, allow_unused=True)
-        self.n_maml += 1
-        fast = {}
-        for i, (p, g) in enumerate(zip(params, grads)):
-            if g is None: continue
-            self.maml_v[i].mul_(self.beta2).add_(g.detach() ** 2, alpha=1 - self.beta2)
-            v_hat = self.maml_v[i] / (1 - self.beta2 ** self.n_maml)
-            fast[names[id(p)]] = p - lrs[i] * g / (v_hat.sqrt() + self.eps)
-        lq, _ = call_with(self.cal, fast, fn, z_all, zq, tq, self.query_loss, nq0)
-        self._set_grads(lq, params); self.opt_q.step()              # ∇_f L^q(f'(f)), one Adam step from f
-        return ls, lq, terms
 
 # %% ../nbs/08c_bilevel.ipynb #90d44fb9
 def stage2(method, zs:list, ts:list, q_views:list, tq:list, calibrate:Callable, beta1:float=0.05,
