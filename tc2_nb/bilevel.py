@@ -16,9 +16,9 @@ from .tasks import TaskSplit, split_tasks, select_views, all_task_views
 from .train_config import uses_calibration, uses_inner_step, TASK_BATCHING, resolve_task_batching
 from .distributed import global_loss, globalise_caches
 from .grouped import NotGroupable, grouped_embed, grouped_leaves
-from .stage1 import Stage1, set_loss, calibrated_target, _dtype
-from .task_batching import (call_with, norm_buffer_names, norm_buffer_copies, _why,
-                                  stack_tasks, _unstack, guarded, over_tasks, stacked_buffer_copies, stacked_params,
+from .stage1 import Stage1, set_loss, calibrated_target, param_dtype
+from .task_batching import (call_with, norm_buffer_names, norm_buffer_copies, fallback_reason,
+                                  stack_tasks, unstack_tasks, guarded, over_tasks, stacked_buffer_copies, stacked_params,
                                   batch_stats_only, commit_running_stats, layers_that_ran, vmap_blocker)
 
 # %% auto #0
@@ -170,8 +170,8 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         committed = commit_running_stats(method, bufs, runner.block_index)
         if runner.loss_norm_layers is None: runner.loss_norm_layers = layers_that_ran(committed)
     except Exception as e:                                                         # nothing changed yet: the loop
-        runner.fall_back(method, _why(e))
-        return stage2(method, list(zs.unbind(0)), _unstack(ts_b, K), q_views, _unstack(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
+        runner.fall_back(method, fallback_reason(e))
+        return stage2(method, list(zs.unbind(0)), unstack_tasks(ts_b, K), q_views, unstack_tasks(tq_b, K), calibrate, beta1=beta1, reduce=reduce,
                       query_loss=query_loss, probe=probe, autocast=autocast)
     g = torch.autograd.grad(ls.sum(), [per_task[n] for n in names], allow_unused=True)   # Eq. 6; row k: task k's
     have = [i for i, gi in enumerate(g) if gi is not None]
@@ -192,8 +192,8 @@ def stage2_batched(method, zs:torch.Tensor, per_task:dict, ts:list, q_views:list
         for p, gi in zip(params, lq_grads):
             if gi is not None: p.grad = gi if p.grad is None else p.grad + gi
     except Exception as e:                                                         # the query passes one by one
-        runner.fall_back(method, _why(e))
-        bn_names, rows, tq_k = norm_buffer_names(method), [], _unstack(tq_b, K)
+        runner.fall_back(method, fallback_reason(e))
+        bn_names, rows, tq_k = norm_buffer_names(method), [], unstack_tasks(tq_b, K)
         for k in range(K):
             fk = {n: p if gi is None else p - beta1 * gi[k] for n, p, gi in zip(names, params, g)}
             lqk = call_with(method, {**fk, **norm_buffer_copies(method, bn_names)}, query, q_views[k], tq_k[k])
@@ -258,7 +258,7 @@ class TaskRunner:
             try:
                 zs, self._stacked['per_task'] = support_batched(method, sup_v, autocast, self)
                 self._stacked['zs'] = zs; return list(zs.unbind(0))
-            except Exception as e: self.fall_back(method, _why(e))
+            except Exception as e: self.fall_back(method, fallback_reason(e))
         return _embed_each(method, sup_v, autocast)
 
     def query_at_theta(self, method, qry_v:list, autocast) -> list:
@@ -267,7 +267,7 @@ class TaskRunner:
             try:
                 zq = self._stacked['zq'] = query_at_theta_batched(method, qry_v, autocast, self, self._stacked.get('per_task'))
                 return list(zq.unbind(0))
-            except Exception as e: self.fall_back(method, _why(e))
+            except Exception as e: self.fall_back(method, fallback_reason(e))
         bn_names = norm_buffer_names(method)
         with torch.no_grad(), autocast():
             return [call_with(method, norm_buffer_copies(method, bn_names), _embed, v) for v in qry_v]
@@ -328,7 +328,7 @@ def shard_tasks(split:TaskSplit, rank:int, n_shards:int) -> TaskSplit:
 # %% ../nbs/08c_bilevel.ipynb #225fad2c
 def make_calibrate(calibrator, V, device_type:str='cpu'):
     "`z -> ẑ = f_w(n(z)) Vᵀ` in the calibrator's dtype (float32; outside autocast: `L_v` is quartic in `V`), `V` fixed."
-    dt = _dtype(calibrator)
+    dt = param_dtype(calibrator)
     def calibrate(z):
         with torch.autocast(device_type, enabled=False):
             return calibrator.calibrate(z.to(dt), V)

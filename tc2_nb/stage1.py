@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from .core import ConfigError
 from .distributed import average_gradients
-from .task_batching import (call_with, norm_buffer_names, norm_buffer_copies, _why, over_tasks, _unstack,
+from .task_batching import (call_with, norm_buffer_names, norm_buffer_copies, fallback_reason, over_tasks, unstack_tasks,
                                   batch_stats_only)
 
 # %% auto #0
-__all__ = ['sse_loss', 'set_loss', 'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1']
+__all__ = ['sse_loss', 'set_loss', 'param_dtype', 'shares_weights', 'tc2_terms', 'calibrated_target', 'fused_adam_ok', 'Stage1']
 
 # %% ../nbs/08bd_stage1.ipynb #f671b650
 def sse_loss(z:torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ def set_loss(method, z, t, kind:str='ssl') -> torch.Tensor:
     return method.loss(z, t) if kind == 'ssl' else sse_loss(z)
 
 # %% ../nbs/08bd_stage1.ipynb #44a67863
-def _dtype(module): return next(module.parameters()).dtype
+def param_dtype(module): return next(module.parameters()).dtype
 
 def _takes(fn, name:str) -> bool: return name in inspect.signature(fn).parameters
 
@@ -131,11 +131,11 @@ class Stage1:
         `batched`: each of them stacked over tasks (`stack_tasks`; zs, zq (K, n, v, d)), the K task losses of each
         objective in one vmap (the `'maml'` mode keeps the loop); if the first batched objective fails (nothing is
         written yet), the `runner` (a `TaskRunner`) falls back and the loop runs."""
-        dt = _dtype(self.cal)
+        dt = param_dtype(self.cal)
         if batched:
             zs, zq = zs.detach().to(dt), zq.detach().to(dt)
             z_all = torch.cat([zs.reshape(-1, zs.shape[-1]), zq.reshape(-1, zq.shape[-1])])   # the loop's row order
-            if self.mode == 'maml': zs, zq, ts, tq = (_unstack(a, zs.shape[0]) for a in (zs, zq, ts, tq))
+            if self.mode == 'maml': zs, zq, ts, tq = (unstack_tasks(a, zs.shape[0]) for a in (zs, zq, ts, tq))
         else:
             z_all = torch.cat([z.reshape(-1, z.shape[-1]) for z in zs + zq]).detach().to(dt)
             zs, zq = [z.detach().to(dt) for z in zs], [z.detach().to(dt) for z in zq]
@@ -152,9 +152,9 @@ class Stage1:
             try: first = obj(zs, ts, 'ssl', 0)
             except Exception as e:
                 if runner is None: raise
-                runner.fall_back(method, _why(e))
+                runner.fall_back(method, fallback_reason(e))
                 K = zs.shape[0]
-                return self.step(method, *(_unstack(a, K) for a in (zs, zq, ts, tq)))
+                return self.step(method, *(unstack_tasks(a, K) for a in (zs, zq, ts, tq)))
         if not self.bilevel:                                       # -bilevel: one step on L^s + L^q at f
             ls, ts_ = first or obj(zs, ts, 'ssl', 0)
             lq, _ = obj(zq, tq, self.query_loss, nq0, terms=False)

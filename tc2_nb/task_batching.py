@@ -10,9 +10,9 @@ from torch.func import functional_call
 from torch.utils import _pytree as pytree
 
 # %% auto #0
-__all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'NotBatchable', 'BatchedWriteError', 'stack_tasks', 'guarded',
-           'over_tasks', 'StackedBuffers', 'stacked_buffer_copies', 'stacked_params', 'batch_stats_only',
-           'commit_running_stats', 'layers_that_ran', 'vmap_blocker']
+__all__ = ['call_with', 'norm_buffer_names', 'norm_buffer_copies', 'NotBatchable', 'BatchedWriteError', 'fallback_reason',
+           'stack_tasks', 'unstack_tasks', 'guarded', 'over_tasks', 'StackedBuffers', 'stacked_buffer_copies',
+           'stacked_params', 'batch_stats_only', 'commit_running_stats', 'layers_that_ran', 'vmap_blocker']
 
 # %% ../nbs/08bc_task_batching.ipynb #59fb1fbf
 class _Bound(nn.Module):
@@ -44,7 +44,7 @@ class NotBatchable(Exception):
 class BatchedWriteError(RuntimeError):
     "A module wrote its own buffers under vmap after its first batched step passed: not undone, so never a fallback."
 
-def _why(e:Exception) -> str:
+def fallback_reason(e:Exception) -> str:
     "The reason to fall back to the loop, for the warning; a `BatchedWriteError` goes on up instead."
     if isinstance(e, BatchedWriteError): raise e
     return f"{type(e).__name__}: {e}"
@@ -75,7 +75,7 @@ def stack_tasks(xs:list):
         raise NotBatchable("per-task values hold non-tensor fields")
     return pytree.tree_unflatten(leaves, spec)
 
-def _unstack(stacked, K:int) -> list:
+def unstack_tasks(stacked, K:int) -> list:
     "Inverse of `stack_tasks`: the K per-task values (views of the stacked tensors)."
     leaves, spec = pytree.tree_flatten(stacked)
     cols = [l.unbind(0) if isinstance(l, torch.Tensor) else [l] * K for l in leaves]
