@@ -132,7 +132,7 @@ class Calibrator(nn.Module):
     def factors(self, z_all:torch.Tensor|None=None, S:torch.Tensor|None=None) -> torch.Tensor:
         "V = f_v(S) (d, n_f), S the statistics of all views of the batch (detached; given: `row_stats`'); `residual`: V0 + f_v(S)."
         if z_all is None and S is None: raise ConfigError("Calibrator.factors needs z_all (the batch's rows) or S (from row_stats)")
-        V = self.f_v(batch_stats(self.prep(z_all.detach()), self.mean_cov) if S is None else S)
+        V = self.f_v(self.row_stats(z_all)[1] if S is None else S)
         return V + self.frame if self.residual else V
 
     def weights(self, z:torch.Tensor, zn:torch.Tensor|None=None) -> torch.Tensor:
